@@ -1,0 +1,318 @@
+//! gprof-bpf's kernel side.
+//!
+//! * `sample` (perf_event, one software cpu-clock event per CPU): filters the wanted processes,
+//!   walks the user stack by frame pointers (bounded, deeper than the kernel's 127-frame cap),
+//!   takes the kernel stack with `bpf_get_stackid`, and counts samples per key in one of two
+//!   map sets; userspace flips the active set and drains the other, so a recording of any
+//!   length never fills the maps.
+//! * `on_fork` / `on_exec` (sched tracepoints): `--subprocesses` and image changes.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST, bpf_perf_event_data, pt_regs},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_kernel,
+        bpf_probe_read_user, generated::bpf_task_pt_regs,
+    },
+    macros::{map, perf_event, tracepoint},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::{PerfEventContext, TracePointContext, tracing::StackIdContext},
+};
+use profiler_ebpf::{
+    CONTROL_SLOTS, Control, EVENT_EXEC, EVENT_FORK, MAX_COUNT_ENTRIES, MAX_KERNEL_STACKS,
+    MAX_TARGETS, MAX_USER_FRAMES, MAX_USER_STACKS, ProcessEvent, STAT_SLOTS, SampleKey, Stat,
+    TargetInfo, UserStack,
+};
+
+#[map]
+static CONTROL: Array<u32> = Array::with_max_entries(CONTROL_SLOTS, 0);
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
+#[map]
+static TARGETS: HashMap<u32, TargetInfo> = HashMap::with_max_entries(MAX_TARGETS, 0);
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
+/// Per-CPU scratch for the stack being walked (too large for the 512-byte BPF stack).
+#[map]
+static SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
+
+// Two map sets; CONTROL[ActiveSet] picks the one being written.
+#[map]
+static COUNTS_0: HashMap<SampleKey, u64> =
+    HashMap::with_max_entries(MAX_COUNT_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+static COUNTS_1: HashMap<SampleKey, u64> =
+    HashMap::with_max_entries(MAX_COUNT_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+static USER_STACKS_0: HashMap<u64, UserStack> =
+    HashMap::with_max_entries(MAX_USER_STACKS, BPF_F_NO_PREALLOC);
+#[map]
+static USER_STACKS_1: HashMap<u64, UserStack> =
+    HashMap::with_max_entries(MAX_USER_STACKS, BPF_F_NO_PREALLOC);
+#[map]
+static KERNEL_STACKS_0: StackTrace = StackTrace::with_max_entries(MAX_KERNEL_STACKS, 0);
+#[map]
+static KERNEL_STACKS_1: StackTrace = StackTrace::with_max_entries(MAX_KERNEL_STACKS, 0);
+
+const EEXIST: i64 = 17;
+
+#[inline(always)]
+fn control(slot: Control) -> u32 {
+    CONTROL.get(slot as u32).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn bump(stat: Stat) {
+    if let Some(p) = STATS.get_ptr_mut(stat as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}
+
+#[perf_event]
+pub fn sample(ctx: PerfEventContext) -> u32 {
+    bump(Stat::Events);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    if tgid == 0 {
+        return 0; // idle
+    }
+    let generation = match unsafe { TARGETS.get(&tgid) } {
+        Some(t) => t.generation,
+        None if control(Control::AllProcesses) != 0 => 0,
+        None => return 0,
+    };
+    bump(Stat::Samples);
+    if control(Control::ActiveSet) == 0 {
+        record(&ctx, tgid, tid, generation, &COUNTS_0, &USER_STACKS_0, &KERNEL_STACKS_0);
+    } else {
+        record(&ctx, tgid, tid, generation, &COUNTS_1, &USER_STACKS_1, &KERNEL_STACKS_1);
+    }
+    0
+}
+
+/// The user-mode registers of the sampled task: the perf regs when the CPU was in user mode,
+/// otherwise the task's saved user registers.
+#[inline(always)]
+fn user_regs(ctx: &PerfEventContext) -> Option<(pt_regs, bool)> {
+    let data = ctx.as_ptr() as *const bpf_perf_event_data;
+    // SAFETY: the perf_event context is a valid bpf_perf_event_data.
+    let regs: pt_regs = unsafe { (*data).regs };
+    if regs.cs & 3 != 0 {
+        return Some((regs, false));
+    }
+    // SAFETY: helpers that take the current task; reads are checked.
+    let saved = unsafe {
+        let task = bpf_get_current_task_btf();
+        let p = bpf_task_pt_regs(task) as *const pt_regs;
+        bpf_probe_read_kernel(p).ok()?
+    };
+    if saved.rip == 0 || saved.rsp == 0 {
+        return None; // kernel thread: no user context
+    }
+    Some((saved, true))
+}
+
+#[inline(always)]
+fn mix(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15
+}
+
+#[inline(always)]
+fn record(
+    ctx: &PerfEventContext,
+    tgid: u32,
+    tid: u32,
+    generation: u32,
+    counts: &HashMap<SampleKey, u64>,
+    user_stacks: &HashMap<u64, UserStack>,
+    kernel_stacks: &StackTrace,
+) {
+    let mut key = SampleKey {
+        tgid,
+        tid,
+        generation,
+        kernel_stack_id: -1,
+        user_stack_hash: 0,
+        sp_words: [0; 2],
+        bp_minus_sp: 0,
+    };
+    let data = ctx.as_ptr() as *const bpf_perf_event_data;
+    // SAFETY: valid context.
+    let in_kernel = unsafe { (*data).regs.cs } & 3 == 0;
+    if in_kernel {
+        match ctx.get_stackid(kernel_stacks, 0) {
+            Ok(id) => key.kernel_stack_id = id as i32,
+            Err(e) => {
+                key.kernel_stack_id = e;
+                if -(e as i64) == EEXIST {
+                    bump(Stat::LostKernelStackCollision)
+                } else {
+                    bump(Stat::LostKernelStackOther)
+                }
+            }
+        }
+    }
+    match user_regs(ctx) {
+        Some((regs, _)) => {
+            if let Some(hash) = walk_user_stack(&regs, user_stacks) {
+                key.user_stack_hash = hash;
+            }
+            let sp = regs.rsp;
+            // SAFETY: checked user reads.
+            key.sp_words[0] = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
+            key.sp_words[1] = unsafe { bpf_probe_read_user((sp + 8) as *const u64) }.unwrap_or(0);
+            key.bp_minus_sp = regs.rbp.wrapping_sub(sp);
+        }
+        None => bump(Stat::NoUserContext),
+    }
+    // Keys include the thread id, and a thread runs on one CPU at a time, so no other CPU
+    // updates this entry concurrently: a plain increment is exact.
+    match counts.get_ptr_mut(&key) {
+        // SAFETY: map value pointer of our own key.
+        Some(v) => unsafe { *v += 1 },
+        None => {
+            if counts.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
+                bump(Stat::LostCountMapFull);
+            }
+        }
+    }
+}
+
+/// Walks the frame-pointer chain into the per-CPU scratch stack and stores it (deduplicated by
+/// hash) in `user_stacks`. Returns the hash, or None when the stack map is full.
+#[inline(always)]
+fn walk_user_stack(regs: &pt_regs, user_stacks: &HashMap<u64, UserStack>) -> Option<u64> {
+    let stack = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch, exclusively ours while this program runs.
+    let stack = unsafe { &mut *stack };
+    let mut hash = mix(0xcbf2_9ce4_8422_2325, regs.rip);
+    stack.frames[0] = regs.rip;
+    let mut len: usize = 1;
+    let mut bp = regs.rbp;
+    stack.truncated = 0;
+    for i in 1..MAX_USER_FRAMES {
+        if bp == 0 {
+            break;
+        }
+        // SAFETY: checked user reads.
+        let ret = match unsafe { bpf_probe_read_user((bp + 8) as *const u64) } {
+            Ok(r) => r,
+            Err(_) => {
+                bump(Stat::UserReadFault);
+                break;
+            }
+        };
+        let next = unsafe { bpf_probe_read_user(bp as *const u64) }.unwrap_or(0);
+        if ret == 0 {
+            break;
+        }
+        stack.frames[i] = ret;
+        hash = mix(hash, ret);
+        len = i + 1;
+        if next == bp {
+            break;
+        }
+        bp = next;
+        if i == MAX_USER_FRAMES - 1 && bp != 0 {
+            stack.truncated = 1;
+            bump(Stat::TruncatedStacks);
+        }
+    }
+    stack.len = len as u32;
+    hash = mix(hash, len as u64);
+    if hash == 0 {
+        hash = 1;
+    }
+    if unsafe { user_stacks.get(&hash) }.is_none()
+        && user_stacks.insert(&hash, &*stack, BPF_NOEXIST as u64).is_err()
+        && unsafe { user_stacks.get(&hash) }.is_none()
+    {
+        bump(Stat::LostUserStackMapFull);
+        return None;
+    }
+    Some(hash)
+}
+
+#[inline(always)]
+fn send_event(kind: u32, tgid: u32, value: u32) {
+    let event = ProcessEvent {
+        kind,
+        tgid,
+        value,
+        _pad: 0,
+    };
+    if EVENTS.output::<ProcessEvent>(&event, 0).is_err() {
+        bump(Stat::LostEvents);
+    }
+}
+
+/// sched_process_fork: a child of a followed process is wanted too. The record is read at an
+/// offset userspace took from tracefs (it changed across kernel versions). Thread creation
+/// fires here as well; userspace drops thread ids that are not processes.
+#[tracepoint]
+pub fn on_fork(ctx: TracePointContext) -> u32 {
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let follow = match unsafe { TARGETS.get(&parent) } {
+        Some(t) => t.follow_children != 0,
+        None => false,
+    };
+    if !follow {
+        return 0;
+    }
+    let offset = control(Control::ForkChildPidOffset) as usize;
+    if offset == 0 || offset > 64 {
+        return 0;
+    }
+    // SAFETY: bounded read inside the tracepoint record.
+    let Ok(child) = (unsafe { ctx.read_at::<u32>(offset) }) else {
+        return 0;
+    };
+    if child == parent {
+        return 0;
+    }
+    let info = TargetInfo {
+        generation: 0,
+        follow_children: 1,
+    };
+    let _ = TARGETS.insert(&child, &info, BPF_NOEXIST as u64);
+    send_event(EVENT_FORK, parent, child);
+    0
+}
+
+/// sched_process_exec: the process now runs another image; samples from here on carry a new
+/// generation so userspace symbolizes them against the new mappings.
+#[tracepoint]
+pub fn on_exec(_ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let generation = match TARGETS.get_ptr_mut(&tgid) {
+        Some(t) => {
+            // SAFETY: map value pointer.
+            unsafe {
+                (*t).generation += 1;
+                (*t).generation
+            }
+        }
+        None => {
+            if control(Control::AllProcesses) == 0 {
+                return 0;
+            }
+            0
+        }
+    };
+    send_event(EVENT_EXEC, tgid, generation);
+    0
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
