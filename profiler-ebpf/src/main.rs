@@ -300,7 +300,14 @@ pub fn on_exec(_ctx: TracePointContext) -> u32 {
             if control(Control::AllProcesses) == 0 {
                 return 0;
             }
-            0
+            // In --all mode the filter map doubles as the generation table of processes that
+            // exec'd during the recording.
+            let info = TargetInfo {
+                generation: 1,
+                follow_children: 0,
+            };
+            let _ = TARGETS.insert(&tgid, &info, BPF_NOEXIST as u64);
+            1
         }
     };
     send_event(EVENT_EXEC, tgid, generation);

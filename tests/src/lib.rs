@@ -2,6 +2,7 @@
 //! root checks.
 
 pub mod go;
+pub mod symcheck;
 
 /// True when the tests may load eBPF programs. Root-only tests call this first and, when it
 /// is false, print a loud skip message (CI runs as root, so there they always run).

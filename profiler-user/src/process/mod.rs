@@ -1,1 +1,210 @@
-//! TODO
+//! Process discovery: which file and link-time address a sampled address belongs to.
+//!
+//! A process is snapshotted once per image (pid + exec generation) at its first sample or
+//! fork/exec event; every mapped executable is opened then and kept open (mmap), so a process
+//! that exits or execs later in the recording still symbolizes. Files are opened through
+//! `/proc/PID/map_files/` (works for deleted files and other mount namespaces), falling back to
+//! `/proc/PID/root/PATH`. Opened files are shared by (device, inode): a thousand processes of
+//! one binary share one reader.
+
+pub mod maps;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context as _, Result};
+use memmap2::Mmap;
+use object::{Object as _, ObjectSegment as _};
+
+use crate::symbolize::buildinfo::{self, BuildInfo};
+use crate::symbolize::elf::ElfSymbols;
+use crate::symbolize::gopclntab::GoTable;
+pub use maps::MapEntry;
+
+/// A read-only mapping of a whole file, cheap to clone.
+#[derive(Clone)]
+pub struct SharedBytes(Arc<Mmap>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl SharedBytes {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: the mapping is read-only; a file truncated under us would fault, which the
+        // kernel does not do for executables that are running (ETXTBSY) - the files we map.
+        let map = unsafe { Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+        Ok(SharedBytes(Arc::new(map)))
+    }
+}
+
+/// A PT_LOAD segment: file range → link-time address.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadSegment {
+    pub file_offset: u64,
+    pub file_size: u64,
+    pub vaddr: u64,
+}
+
+/// An opened executable or shared library.
+pub struct ObjectFile {
+    /// The path as the process saw it.
+    pub path: String,
+    pub data: SharedBytes,
+    pub segments: Vec<LoadSegment>,
+    pub build_info: BuildInfo,
+    /// Go's pclntab, when this is a Go binary.
+    pub go: Option<GoTable<SharedBytes>>,
+    /// Why this is not treated as Go code (for notes), when `go` is None.
+    pub go_error: Option<String>,
+    elf_symbols: OnceLock<ElfSymbols>,
+}
+
+impl ObjectFile {
+    pub fn open(path: String, file: &Path) -> Result<Self> {
+        let data = SharedBytes::open(file)?;
+        let elf = object::File::parse(data.as_ref()).with_context(|| format!("{path}: not an ELF file"))?;
+        let segments = elf
+            .segments()
+            .map(|s| {
+                let (file_offset, file_size) = s.file_range();
+                LoadSegment { file_offset, file_size, vaddr: s.address() }
+            })
+            .collect();
+        let build_info = buildinfo::read(data.as_ref()).unwrap_or_default();
+        let (go, go_error) = match GoTable::parse(data.clone()) {
+            Ok(t) => (Some(t), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Ok(ObjectFile { path, data, segments, build_info, go, go_error, elf_symbols: OnceLock::new() })
+    }
+
+    /// Link-time address of file offset `off`, through the PT_LOAD that contains it.
+    pub fn link_address(&self, off: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|s| off >= s.file_offset && off < s.file_offset + s.file_size)
+            .map(|s| off - s.file_offset + s.vaddr)
+    }
+
+    /// ELF symbols (.symtab + .dynsym), parsed on first use.
+    pub fn elf_symbols(&self) -> &ElfSymbols {
+        self.elf_symbols.get_or_init(|| ElfSymbols::parse(self.data.as_ref()))
+    }
+
+    /// The build id to show in profiles: GNU build id, else Go's.
+    pub fn build_id(&self) -> String {
+        self.build_info.gnu_build_id.clone().or_else(|| self.build_info.go_build_id.clone()).unwrap_or_default()
+    }
+}
+
+/// Opened files shared by every process that maps them.
+#[derive(Default)]
+pub struct ObjectCache {
+    by_inode: HashMap<(u32, u32, u64), Arc<ObjectFile>>,
+    failed: HashMap<(u32, u32, u64), String>,
+}
+
+impl ObjectCache {
+    fn get(&mut self, pid: u32, entry: &MapEntry) -> Result<Arc<ObjectFile>, String> {
+        let key = (entry.dev.0, entry.dev.1, entry.inode);
+        if let Some(o) = self.by_inode.get(&key) {
+            return Ok(o.clone());
+        }
+        if let Some(e) = self.failed.get(&key) {
+            return Err(e.clone());
+        }
+        let via_map_files = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", entry.start, entry.end));
+        let path = entry.path.trim_end_matches(" (deleted)").to_string();
+        let via_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
+        let opened = ObjectFile::open(path.clone(), &via_map_files)
+            .or_else(|_| ObjectFile::open(path.clone(), &via_root))
+            .map_err(|e| format!("{path}: {e:#}"));
+        match opened {
+            Ok(o) => {
+                let o = Arc::new(o);
+                self.by_inode.insert(key, o.clone());
+                Ok(o)
+            }
+            Err(e) => {
+                self.failed.insert(key, e.clone());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A mapping of a process with its opened file.
+pub struct Mapped {
+    pub entry: MapEntry,
+    pub object: Option<Arc<ObjectFile>>,
+}
+
+/// Everything needed to symbolize one image of one process, taken while it was alive.
+pub struct ProcessSnapshot {
+    pub pid: u32,
+    pub generation: u32,
+    pub comm: String,
+    /// Mappings of executable file-backed memory, sorted by start.
+    pub mappings: Vec<Mapped>,
+    /// Files that could not be opened (reported as notes).
+    pub errors: Vec<String>,
+}
+
+/// Where an address falls in a snapshot.
+pub struct Resolved<'a> {
+    pub mapping_index: usize,
+    pub mapped: &'a Mapped,
+    pub object: &'a Arc<ObjectFile>,
+    /// The link-time address (what symbol tables and pclntab use).
+    pub link_address: u64,
+}
+
+impl ProcessSnapshot {
+    /// Reads `/proc/PID/maps` and opens every executable mapping.
+    pub fn take(pid: u32, generation: u32, cache: &mut ObjectCache) -> Result<Self> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .with_context(|| format!("process {pid}: cannot read /proc/{pid}/maps"))?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_default();
+        let entries = maps::parse(&text).with_context(|| format!("/proc/{pid}/maps"))?;
+        let mut mappings = Vec::new();
+        let mut errors = Vec::new();
+        for entry in entries.into_iter().filter(|e| e.executable) {
+            let object = if entry.is_file() {
+                match cache.get(pid, &entry) {
+                    Ok(o) => Some(o),
+                    Err(e) => {
+                        if !errors.contains(&e) {
+                            errors.push(e);
+                        }
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            mappings.push(Mapped { entry, object });
+        }
+        mappings.sort_by_key(|m| m.entry.start);
+        Ok(ProcessSnapshot { pid, generation, comm, mappings, errors })
+    }
+
+    pub fn resolve(&self, addr: u64) -> Option<Resolved<'_>> {
+        let i = self.mappings.partition_point(|m| m.entry.start <= addr).checked_sub(1)?;
+        let mapped = &self.mappings[i];
+        if addr >= mapped.entry.end {
+            return None;
+        }
+        let object = mapped.object.as_ref()?;
+        let file_offset = addr - mapped.entry.start + mapped.entry.offset;
+        let link_address = object.link_address(file_offset)?;
+        Some(Resolved { mapping_index: i, mapped, object, link_address })
+    }
+}

@@ -1,5 +1,8 @@
-//! Symbolization sources: Go's own pclntab, ELF symbols/DWARF for non-Go code, kallsyms for
-//! the kernel.
+//! Symbolization sources: Go's own pclntab (stripped binaries included, inlined frames
+//! expanded), ELF symbols for non-Go code, kallsyms for the kernel. The readers are pure over
+//! byte slices; opening files is the `process` module's job.
 
 pub mod buildinfo;
+pub mod elf;
 pub mod gopclntab;
+pub mod kallsyms;
