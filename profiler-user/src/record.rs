@@ -70,6 +70,8 @@ pub struct Recorder {
     cache: ObjectCache,
     processes: HashMap<(u32, u32), ProcessState>,
     comms: HashMap<u32, String>,
+    /// Start time (clock ticks since boot) of each pid when first seen: tells pid reuse apart.
+    start_times: HashMap<u32, u64>,
     objects: Vec<Arc<ObjectFile>>,
     object_index: HashMap<*const ObjectFile, usize>,
     counts: HashMap<StackKey, u64>,
@@ -84,11 +86,20 @@ fn parse_pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
 impl Recorder {
     pub fn new(opts: RecordOptions) -> Result<Self> {
         if opts.pids.is_empty() && !opts.all && opts.command.is_empty() {
             bail!("nothing to profile: give --pid PID, --all, or -- COMMAND");
         }
+        // Privileges first: without them nothing else can work, and that is the error to show.
+        crate::sampler::check_privileges()?;
         for &pid in &opts.pids {
             if !parse_pid_alive(pid) {
                 bail!("no process with pid {pid}");
@@ -105,6 +116,7 @@ impl Recorder {
             cache: ObjectCache::default(),
             processes: HashMap::new(),
             comms: HashMap::new(),
+            start_times: HashMap::new(),
             objects: Vec::new(),
             object_index: HashMap::new(),
             counts: HashMap::new(),
@@ -129,6 +141,9 @@ impl Recorder {
     }
 
     fn snapshot(&mut self, pid: u32, generation: u32) {
+        if let Some(t) = start_time(pid) {
+            self.start_times.entry(pid).or_insert(t);
+        }
         let snapshot = match ProcessSnapshot::take(pid, generation, &mut self.cache) {
             Ok(s) => {
                 for e in &s.errors {
@@ -165,6 +180,11 @@ impl Recorder {
     pub fn live_targets(&mut self) -> Vec<u32> {
         let mut live = Vec::new();
         for (pid, _) in self.sampler.targets() {
+            if self.reused(pid) {
+                self.notes.push(format!("pid {pid} exited and was reused by another process; stopped following it"));
+                self.sampler.remove_target(pid);
+                continue;
+            }
             match std::fs::read_to_string(format!("/proc/{pid}/status")) {
                 // Thread creation fires the fork tracepoint too: drop tids that are not processes.
                 Ok(status)
@@ -177,6 +197,23 @@ impl Recorder {
             }
         }
         live
+    }
+
+    /// True when `pid` now belongs to another process than the one first seen under it.
+    fn reused(&self, pid: u32) -> bool {
+        match (self.start_times.get(&pid), start_time(pid)) {
+            (Some(&then), Some(now)) => then != now,
+            _ => false,
+        }
+    }
+
+    /// Forgets what was known about a pid that now names another process (--all mode).
+    fn forget_if_reused(&mut self, pid: u32) {
+        if self.reused(pid) {
+            self.processes.retain(|&(p, _), _| p != pid);
+            self.start_times.remove(&pid);
+            self.comms.remove(&pid);
+        }
     }
 
     pub fn drain(&mut self) -> Result<()> {
@@ -199,6 +236,7 @@ impl Recorder {
 
     fn ingest(&mut self, drained: Drained) {
         let drain_no = self.counters.drains;
+        let mut seen_this_drain = std::collections::HashSet::new();
         for (key, count) in drained.counts {
             self.counters.samples += count;
             let SampleKey { tgid, tid, generation, kernel_stack_id, user_stack_hash, sp_words, bp_minus_sp } = key;
@@ -207,6 +245,9 @@ impl Recorder {
                 if let Some(k) = drained.kernel_stacks.get(&kernel_stack_id) {
                     frames.extend(k.iter().map(|&pc| FrameRef::Kernel { pc }));
                 }
+            }
+            if self.opts.all && seen_this_drain.insert(tgid) {
+                self.forget_if_reused(tgid);
             }
             if !self.processes.contains_key(&(tgid, generation)) {
                 self.snapshot(tgid, generation);

@@ -1,0 +1,114 @@
+//! The command line as a user meets it: one-line errors (never a panic), and a recording that
+//! writes every output format. Recording needs root; those tests skip loudly without it.
+
+use std::process::{Command, Output};
+
+fn gprof(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gprof-bpf")).args(args).output().expect("run gprof-bpf")
+}
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("\n!!!! SKIPPED: needs root (CAP_BPF + CAP_PERFMON) !!!!\n");
+    }
+    root
+}
+
+/// A failed command: exit code 1 (not a panic's 101) and a single `gprof-bpf: error:` line.
+fn assert_clean_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.starts_with("gprof-bpf: error:"), "stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
+#[test]
+fn usage_errors() {
+    assert_clean_error(&gprof(&["--all", "--pid", "1", "-d", "1"]), "--all and --pid");
+    assert_clean_error(&gprof(&["--pid", "1", "-F", "0"]), "--frequency");
+    assert_clean_error(&gprof(&["-d", "1"]), "nothing to profile");
+    let out = gprof(&["--pid", "1", "-d", "5x"]);
+    assert_eq!(out.status.code(), Some(2), "clap usage error");
+}
+
+#[test]
+fn bad_files_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("gprof-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.pb.gz");
+    std::fs::write(&junk, b"\x1f\x8b\x08\x00garbage that is not a profile").unwrap();
+    assert_clean_error(&gprof(&["report", junk.to_str().unwrap()]), "junk.pb.gz");
+    assert_clean_error(&gprof(&["report", "/nonexistent/x.pb.gz"]), "reading /nonexistent/x.pb.gz");
+    let not_elf = dir.join("not-elf");
+    std::fs::write(&not_elf, b"#!/bin/sh\necho hi\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gprof-bpf"))
+        .args(["addr2line", "-e", not_elf.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(101), "panicked: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn missing_pid_is_one_line() {
+    if !is_root() {
+        return;
+    }
+    assert_clean_error(&gprof(&["--pid", "999999999", "-d", "1"]), "no process with pid 999999999");
+}
+
+#[test]
+fn without_capabilities_says_which_are_missing() {
+    if !is_root() {
+        return;
+    }
+    // Drop to an unprivileged user with no capabilities, as a user who forgot sudo would be.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"])
+        .arg(env!("CARGO_BIN_EXE_gprof-bpf"))
+        .args(["--pid", "1", "-d", "1"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("CAP_BPF") && stderr.contains("CAP_PERFMON"), "{stderr}");
+}
+
+#[test]
+fn records_a_command_into_every_format() {
+    if !is_root() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gprof-cli-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pb = dir.join("cpu.pb.gz");
+    let svg = dir.join("cpu.svg");
+    let folded = dir.join("cpu.folded");
+    let out = gprof(&[
+        "-q",
+        "-o",
+        pb.to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+        "-o",
+        folded.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Machine-read outputs only: the footer goes to stderr.
+    assert!(stderr.contains("profiler CPU time"), "{stderr}");
+    let folded_text = std::fs::read_to_string(&folded).unwrap();
+    let samples: u64 = folded_text.lines().filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum();
+    assert!(samples > 10, "{folded_text}");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let report = gprof(&["report", pb.to_str().unwrap(), "--top", "5"]);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    assert!(String::from_utf8_lossy(&report.stdout).contains("flat%"));
+}
