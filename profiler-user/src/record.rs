@@ -393,6 +393,15 @@ impl Recorder {
                         .collect();
                     *scratch = items;
                     lines
+                } else if let Some(dwarf_frames) = object
+                    .dwarf()
+                    .map(|d| d.frames(if kind == PcKind::Return { link.saturating_sub(1) } else { link }))
+                    .filter(|f| !f.is_empty())
+                {
+                    dwarf_frames
+                        .iter()
+                        .map(|f| Line { function_id: self.function(&f.function, &f.file, 0), line: i64::from(f.line) })
+                        .collect()
                 } else {
                     let lookup = if kind == PcKind::Return { link.saturating_sub(1) } else { link };
                     let name = match object.elf_symbols().lookup(lookup) {

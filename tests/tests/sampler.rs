@@ -358,7 +358,7 @@ fn non_go_process_gets_elf_symbols() {
     )
     .unwrap();
     let bin = dir.join("spin");
-    let st = Command::new("cc").args(["-O1", "-fno-omit-frame-pointer", "-o"]).arg(&bin).arg(&src).status().unwrap();
+    let st = Command::new("cc").args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"]).arg(&bin).arg(&src).status().unwrap();
     assert!(st.success());
     let target = start(&bin, "x", 0.0);
     let p = record(options(vec![target.pid], 2.0));
@@ -368,8 +368,14 @@ fn non_go_process_gets_elf_symbols() {
         .filter(|s| s.location_ids.first().is_some_and(|&l| p.location(l).lines.iter().any(|ln| p.function(ln.function_id).name == "spin_here")))
         .map(|s| s.values[0])
         .sum();
-    eprintln!("C program: {spin} of {} samples named spin_here from ELF symbols", total(&p));
+    // With -g, DWARF gives the file and line too.
+    let with_line = p
+        .functions
+        .iter()
+        .any(|f| f.name == "spin_here" && f.filename.ends_with("spin.c"));
+    eprintln!("C program: {spin} of {} samples named spin_here (DWARF file known: {with_line})", total(&p));
     assert!(spin as f64 >= 0.8 * total(&p) as f64 && spin > 50);
+    assert!(with_line, "no DWARF file for spin_here: {:?}", p.functions);
 }
 
 #[test]

@@ -19,6 +19,7 @@ use memmap2::Mmap;
 use object::{Object as _, ObjectSegment as _};
 
 use crate::symbolize::buildinfo::{self, BuildInfo};
+use crate::symbolize::dwarf::DwarfSymbols;
 use crate::symbolize::elf::ElfSymbols;
 use crate::symbolize::gopclntab::GoTable;
 pub use maps::MapEntry;
@@ -63,6 +64,7 @@ pub struct ObjectFile {
     /// Why this is not treated as Go code (for notes), when `go` is None.
     pub go_error: Option<String>,
     elf_symbols: OnceLock<ElfSymbols>,
+    dwarf: OnceLock<Option<DwarfSymbols>>,
 }
 
 impl ObjectFile {
@@ -81,7 +83,7 @@ impl ObjectFile {
             Ok(t) => (Some(t), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        Ok(ObjectFile { path, data, segments, build_info, go, go_error, elf_symbols: OnceLock::new() })
+        Ok(ObjectFile { path, data, segments, build_info, go, go_error, elf_symbols: OnceLock::new(), dwarf: OnceLock::new() })
     }
 
     /// Link-time address of file offset `off`, through the PT_LOAD that contains it.
@@ -95,6 +97,11 @@ impl ObjectFile {
     /// ELF symbols (.symtab + .dynsym), parsed on first use.
     pub fn elf_symbols(&self) -> &ElfSymbols {
         self.elf_symbols.get_or_init(|| ElfSymbols::parse(self.data.as_ref()))
+    }
+
+    /// DWARF line tables, loaded on first use (None without debug info).
+    pub fn dwarf(&self) -> Option<&DwarfSymbols> {
+        self.dwarf.get_or_init(|| DwarfSymbols::parse(self.data.as_ref())).as_ref()
     }
 
     /// The build id to show in profiles: GNU build id, else Go's.

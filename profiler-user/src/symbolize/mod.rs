@@ -3,6 +3,7 @@
 //! byte slices; opening files is the `process` module's job.
 
 pub mod buildinfo;
+pub mod dwarf;
 pub mod elf;
 pub mod gopclntab;
 pub mod kallsyms;
