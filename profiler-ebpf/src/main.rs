@@ -11,9 +11,9 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST, bpf_perf_event_data, pt_regs},
+    bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST, bpf_perf_event_data, pt_regs},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_kernel,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_stack, bpf_probe_read_kernel,
         bpf_probe_read_user, generated::bpf_task_pt_regs,
     },
     macros::{map, perf_event, tracepoint},
@@ -158,7 +158,7 @@ fn record(
     }
     match user_regs(ctx) {
         Some((regs, _)) => {
-            if let Some(hash) = walk_user_stack(&regs, user_stacks) {
+            if let Some(hash) = user_stack(ctx, &regs, user_stacks) {
                 key.user_stack_hash = hash;
             }
             let sp = regs.rsp;
@@ -182,18 +182,73 @@ fn record(
     }
 }
 
-/// Walks the frame-pointer chain into the per-CPU scratch stack and stores it (deduplicated by
-/// hash) in `user_stacks`. Returns the hash, or None when the stack map is full.
+/// Frames the kernel's own frame-pointer walker (`bpf_get_stack`) returns at most; deeper
+/// stacks take the slower walk below.
+const KERNEL_WALK_MAX: usize = 127;
+
+/// Captures the user stack into the per-CPU scratch and stores it, deduplicated by hash, in
+/// `user_stacks`. Returns the hash, or None when the stack map is full.
+///
+/// The kernel's walker (perf_callchain_user) is several times cheaper than reading each frame
+/// with bpf_probe_read_user, so it goes first; only a stack that fills its 127-frame cap is
+/// walked again here, up to MAX_USER_FRAMES.
 #[inline(always)]
-fn walk_user_stack(regs: &pt_regs, user_stacks: &HashMap<u64, UserStack>) -> Option<u64> {
+fn user_stack(
+    ctx: &PerfEventContext,
+    regs: &pt_regs,
+    user_stacks: &HashMap<u64, UserStack>,
+) -> Option<u64> {
     let stack = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch, exclusively ours while this program runs.
     let stack = unsafe { &mut *stack };
-    let mut hash = mix(0xcbf2_9ce4_8422_2325, regs.rip);
+    stack.truncated = 0;
+    let cap = (control(Control::KernelStackCap) as usize).min(KERNEL_WALK_MAX);
+    // SAFETY: the buffer is the first KERNEL_WALK_MAX frames of the scratch value.
+    let got = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            stack.frames.as_mut_ptr().cast(),
+            (KERNEL_WALK_MAX * 8) as u32,
+            u64::from(BPF_F_USER_STACK),
+        )
+    };
+    let fast_len = if got > 0 { got as usize / 8 } else { 0 };
+    let (len, mut hash) = if fast_len > 0 && fast_len < cap {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for i in 0..KERNEL_WALK_MAX {
+            if i >= fast_len {
+                break;
+            }
+            hash = mix(hash, stack.frames[i]);
+        }
+        (fast_len, hash)
+    } else {
+        walk_frame_pointers(regs, stack)
+    };
+    stack.len = len as u32;
+    hash = mix(hash, len as u64);
+    if hash == 0 {
+        hash = 1;
+    }
+    if unsafe { user_stacks.get(&hash) }.is_none()
+        && user_stacks.insert(&hash, &*stack, BPF_NOEXIST as u64).is_err()
+        && unsafe { user_stacks.get(&hash) }.is_none()
+    {
+        bump(Stat::LostUserStackMapFull);
+        return None;
+    }
+    Some(hash)
+}
+
+/// Walks the frame-pointer chain from the interrupted registers: `frames[0]` is the IP, then
+/// `[bp+8]` while `bp = [bp]`. Returns the number of frames and their hash (computed during
+/// the walk: a second loop over a variable length makes the verifier's job explode).
+#[inline(always)]
+fn walk_frame_pointers(regs: &pt_regs, stack: &mut UserStack) -> (usize, u64) {
     stack.frames[0] = regs.rip;
+    let mut hash = mix(0xcbf2_9ce4_8422_2325, regs.rip);
     let mut len: usize = 1;
     let mut bp = regs.rbp;
-    stack.truncated = 0;
     for i in 1..MAX_USER_FRAMES {
         if bp == 0 {
             break;
@@ -222,19 +277,7 @@ fn walk_user_stack(regs: &pt_regs, user_stacks: &HashMap<u64, UserStack>) -> Opt
             bump(Stat::TruncatedStacks);
         }
     }
-    stack.len = len as u32;
-    hash = mix(hash, len as u64);
-    if hash == 0 {
-        hash = 1;
-    }
-    if unsafe { user_stacks.get(&hash) }.is_none()
-        && user_stacks.insert(&hash, &*stack, BPF_NOEXIST as u64).is_err()
-        && unsafe { user_stacks.get(&hash) }.is_none()
-    {
-        bump(Stat::LostUserStackMapFull);
-        return None;
-    }
-    Some(hash)
+    (len, hash)
 }
 
 #[inline(always)]

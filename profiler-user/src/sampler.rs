@@ -137,6 +137,11 @@ impl Sampler {
         control.set(Control::ActiveSet as u32, 0, 0)?;
         control.set(Control::AllProcesses as u32, u32::from(opts.all_processes), 0)?;
         control.set(Control::ForkChildPidOffset as u32, fork_offset, 0)?;
+        let max_stack = std::fs::read_to_string("/proc/sys/kernel/perf_event_max_stack")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(127);
+        control.set(Control::KernelStackCap as u32, max_stack.min(127), 0)?;
 
         for (prog, tp) in [("on_fork", "sched_process_fork"), ("on_exec", "sched_process_exec")] {
             let p: &mut TracePoint = ebpf
