@@ -1,0 +1,600 @@
+//! Oracles for the gopclntab symbolizer tests (`tests/tests/symbolizer_*.rs`): the build matrix
+//! of the Go fixtures, the fixture's own `runtime.CallersFrames` output, ELF symbol look-ups
+//! (only ever on *unstripped* builds: never on the reader under test), `llvm-symbolizer
+//! --inlining` and `go tool addr2line`.
+//!
+//! Nothing here uses the reader under test, so the oracles can be checked on their own.
+
+use crate::go;
+use anyhow::{Context as _, Result, bail, ensure};
+use object::{Object as _, ObjectSymbol as _};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+// ---------------------------------------------------------------------------------------------
+// Build matrix
+// ---------------------------------------------------------------------------------------------
+
+/// How the fixture is linked (one column of the matrix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Internal linker, static non-PIE (CGO_ENABLED=0).
+    Internal,
+    /// `-buildmode=pie`, internal linker (CGO_ENABLED=0).
+    Pie,
+    /// cgo, `-linkmode=external` through gcc + GNU ld.
+    External,
+    /// cgo, `-buildmode=pie -linkmode=external` through gcc + GNU ld.
+    PieExternal,
+    /// cgo, `-buildmode=pie -linkmode=external` through gcc + lld (`ld.lld`).
+    PieLld,
+}
+
+impl Link {
+    pub const ALL: [Link; 5] = [Link::Internal, Link::Pie, Link::External, Link::PieExternal, Link::PieLld];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Link::Internal => "default",
+            Link::Pie => "pie",
+            Link::External => "ext",
+            Link::PieExternal => "pie-ext",
+            Link::PieLld => "pie-lld",
+        }
+    }
+
+    pub fn cgo(self) -> bool {
+        matches!(self, Link::External | Link::PieExternal | Link::PieLld)
+    }
+}
+
+/// One cell of the build matrix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Build {
+    pub version: String,
+    pub goarch: &'static str,
+    pub link: Link,
+    /// `-ldflags=-s -w`.
+    pub strip: bool,
+    pub trimpath: bool,
+}
+
+impl Build {
+    pub fn new(version: &str, goarch: &'static str, link: Link, strip: bool, trimpath: bool) -> Build {
+        Build { version: version.to_string(), goarch, link, strip, trimpath }
+    }
+
+    /// Short column name, e.g. `pie-lld+strip+trim`.
+    pub fn mode(&self) -> String {
+        let mut s = self.link.name().to_string();
+        if self.strip {
+            s.push_str("+strip");
+        }
+        if self.trimpath {
+            s.push_str("+trim");
+        }
+        s
+    }
+
+    pub fn label(&self) -> String {
+        format!("go{} {} {}", self.version, self.goarch, self.mode())
+    }
+
+    /// The same build without `-s -w`: where the tests take symbol addresses from.
+    pub fn unstripped(&self) -> Build {
+        Build { strip: false, ..self.clone() }
+    }
+
+    /// `go build` arguments and environment, as given to [`go::build`].
+    pub fn go_args(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let mut args = Vec::new();
+        let mut ldflags: Vec<String> = Vec::new();
+        let mut env = vec![("GOARCH".to_string(), self.goarch.to_string())];
+        if self.trimpath {
+            args.push("-trimpath".to_string());
+        }
+        match self.link {
+            Link::Internal => {}
+            Link::Pie => args.push("-buildmode=pie".into()),
+            Link::External => ldflags.push("-linkmode=external".into()),
+            Link::PieExternal => {
+                args.push("-buildmode=pie".into());
+                ldflags.push("-linkmode=external".into());
+            }
+            Link::PieLld => {
+                args.push("-buildmode=pie".into());
+                ldflags.push("-linkmode=external".into());
+                // gcc -fuse-ld=lld looks for `ld.lld` in its -B prefixes: Debian installs only
+                // ld.lld-NN on PATH.
+                let dir = lld_dir().expect("ld.lld");
+                ldflags.push(format!("'-extldflags=-fuse-ld=lld -B{}/'", dir.display()));
+            }
+        }
+        if self.strip {
+            ldflags.push("-s".into());
+            ldflags.push("-w".into());
+        }
+        if !ldflags.is_empty() {
+            args.push(format!("-ldflags={}", ldflags.join(" ")));
+        }
+        env.push(("CGO_ENABLED".into(), if self.link.cgo() { "1" } else { "0" }.into()));
+        (args, env)
+    }
+
+    /// Builds fixture `name` in this configuration (cached by [`go::build`]).
+    pub fn build(&self, name: &str) -> Result<PathBuf> {
+        let (args, env) = self.go_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        go::build(name, &self.version, &args, &env).with_context(|| format!("building {name} ({})", self.label()))
+    }
+}
+
+/// A directory holding an `ld.lld` symlink to the installed lld (`ld.lld-NN` on Debian).
+pub fn lld_dir() -> Result<PathBuf> {
+    let dir = go::target_dir().join("lld-bin");
+    let link = dir.join("ld.lld");
+    if link.exists() {
+        return Ok(dir);
+    }
+    let found = ["ld.lld", "ld.lld-22", "ld.lld-21", "ld.lld-20", "ld.lld-19", "ld.lld-18"]
+        .iter()
+        .find_map(|n| which(n))
+        .context("no ld.lld found: install lld")?;
+    std::fs::create_dir_all(&dir)?;
+    match std::os::unix::fs::symlink(&found, &link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(dir)
+}
+
+/// First executable called `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// The first installed `llvm-symbolizer` (versioned Debian names first, newest first).
+pub fn llvm_symbolizer() -> Option<PathBuf> {
+    ["llvm-symbolizer-22", "llvm-symbolizer-21", "llvm-symbolizer-20", "llvm-symbolizer-19", "llvm-symbolizer"]
+        .iter()
+        .find_map(|n| which(n))
+}
+
+/// The matrix versions that are installed; prints a loud message for every missing one.
+pub fn installed_versions(test: &str) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for v in go::MATRIX_VERSIONS {
+        if go::goroot(v).is_some() {
+            out.push(*v);
+        } else {
+            eprintln!(
+                "\n!!!! {test}: Go {v} is NOT installed under {}: SKIPPING it (run scripts/setup.sh) !!!!\n",
+                go::roots_dir().display()
+            );
+        }
+    }
+    out
+}
+
+/// Runs `f` over `items` on `threads` worker threads; results keep the input order.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= items.len() {
+                        break;
+                    }
+                    let r = f(&items[i]);
+                    *results[i].lock().unwrap() = Some(r);
+                }
+            });
+        }
+    });
+    results.into_iter().map(|m| m.into_inner().unwrap().unwrap()).collect()
+}
+
+/// Worker threads for builds: the CPU count (at least 2; `go build` is itself parallel, but a
+/// large part of a small build is sequential linking).
+pub fn build_threads() -> usize {
+    std::env::var("GPROF_TEST_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixture's CallersFrames output
+// ---------------------------------------------------------------------------------------------
+
+/// One `runtime.CallersFrames` frame as printed by the `callers` fixture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoFrame {
+    /// `Frame.PC` (runtime address): the raw PC minus one, unless that was the entry.
+    pub pc: u64,
+    /// `Frame.Entry` (runtime address) of the physical function.
+    pub entry: u64,
+    /// `Frame.Func != nil`: the physical frame (not inlined).
+    pub physical: bool,
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Stack {
+    pub tag: String,
+    /// `runtime.Callers` output (runtime addresses), real and virtual PCs.
+    pub raw: Vec<u64>,
+    pub frames: Vec<GoFrame>,
+}
+
+/// One real PC (a return address from the stack, runtime address) and the CallersFrames
+/// frames it expands to, innermost first.
+#[derive(Clone, Debug)]
+pub struct RealPc {
+    pub raw: u64,
+    pub frames: Vec<GoFrame>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FixtureRun {
+    /// (function name, runtime entry) of `main.anchor`.
+    pub anchor: (String, u64),
+    /// Runtime address of the program headers (AT_PHDR).
+    pub phdr: u64,
+    pub stacks: Vec<Stack>,
+}
+
+/// Runs a `callers` fixture binary and parses its output.
+pub fn run_callers(bin: &Path) -> Result<FixtureRun> {
+    let output = Command::new(bin).output().with_context(|| format!("running {}", bin.display()))?;
+    ensure!(
+        output.status.success(),
+        "{} failed ({}): {}",
+        bin.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    parse_callers(&String::from_utf8(output.stdout)?).with_context(|| format!("parsing output of {}", bin.display()))
+}
+
+fn hex(s: &str) -> Result<u64> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).with_context(|| format!("bad hex {s:?}"))
+}
+
+pub fn parse_callers(text: &str) -> Result<FixtureRun> {
+    let mut anchor = None;
+    let mut phdr = None;
+    let mut stacks = Vec::new();
+    let mut cur: Option<Stack> = None;
+    let mut done = false;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f[0] {
+            "ANCHOR" => anchor = Some((f[1].to_string(), hex(f[2])?)),
+            "PHDR" => phdr = Some(hex(f[1])?),
+            "STACK" => cur = Some(Stack { tag: f[1].to_string(), raw: Vec::new(), frames: Vec::new() }),
+            "PC" => cur.as_mut().context("PC outside STACK")?.raw.push(hex(f[1])?),
+            "FRAME" => {
+                ensure!(f.len() == 7, "bad FRAME line {line:?}");
+                cur.as_mut().context("FRAME outside STACK")?.frames.push(GoFrame {
+                    pc: hex(f[1])?,
+                    entry: hex(f[2])?,
+                    physical: f[3] == "1",
+                    function: f[4].to_string(),
+                    file: f[5].to_string(),
+                    line: f[6].parse()?,
+                })
+            }
+            "END" => stacks.push(cur.take().context("END outside STACK")?),
+            "DONE" => done = true,
+            _ => bail!("unexpected line {line:?}"),
+        }
+    }
+    ensure!(done, "fixture output is truncated (no DONE line)");
+    Ok(FixtureRun { anchor: anchor.context("no ANCHOR line")?, phdr: phdr.context("no PHDR line")?, stacks })
+}
+
+impl Stack {
+    /// Splits the stack into its real PCs, dropping the virtual PCs that `runtime.Callers`
+    /// inserts for the outer frames of an inlined call (§4.3 of docs/gopclntab.md).
+    ///
+    /// Both Go 1.19 and 1.21+ `CallersFrames` turn each `Callers` PC into exactly one frame,
+    /// with `Frame.PC = raw - 1` (or `raw` when that is the entry). The frames of one real PC
+    /// are a run of inlined frames (`Func == nil`) of the same physical function (same
+    /// `Entry`), closed by the physical frame, unless the physical frame is a wrapper that
+    /// the runtime elided (then the run ends at a change of `Entry`). The fixture has no
+    /// recursion through inlined frames, so a run never spans two activations.
+    /// Derived only from the runtime's output, independent of the reader under test.
+    pub fn real_pcs(&self) -> Result<Vec<RealPc>> {
+        ensure!(
+            self.raw.len() == self.frames.len(),
+            "stack {}: {} Callers PCs but {} CallersFrames frames",
+            self.tag,
+            self.raw.len(),
+            self.frames.len()
+        );
+        for (raw, fr) in self.raw.iter().zip(&self.frames) {
+            ensure!(
+                fr.pc + 1 == *raw || (fr.pc == *raw && fr.pc == fr.entry),
+                "stack {}: frame PC {:#x} does not belong to Callers PC {raw:#x}",
+                self.tag,
+                fr.pc
+            );
+        }
+        let mut out: Vec<RealPc> = Vec::new();
+        let mut i = 0;
+        while i < self.frames.len() {
+            let start = i;
+            while !self.frames[i].physical
+                && i + 1 < self.frames.len()
+                && self.frames[i + 1].entry == self.frames[i].entry
+            {
+                i += 1;
+            }
+            out.push(RealPc { raw: self.raw[start], frames: self.frames[start..=i].to_vec() });
+            i += 1;
+        }
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ELF symbols (unstripped builds only)
+// ---------------------------------------------------------------------------------------------
+
+/// A function symbol of an unstripped binary's `.symtab`.
+#[derive(Clone, Debug)]
+pub struct FuncSym {
+    pub name: String,
+    pub addr: u64,
+    pub size: u64,
+}
+
+/// All defined function symbols (STT_FUNC, or Go text symbols) of `path`'s `.symtab`.
+pub fn func_symbols(path: &Path) -> Result<Vec<FuncSym>> {
+    let data = std::fs::read(path)?;
+    let obj = object::File::parse(&*data)?;
+    let mut out = Vec::new();
+    for sym in obj.symbols() {
+        if sym.kind() != object::SymbolKind::Text || !sym.is_definition() {
+            continue;
+        }
+        let Ok(name) = sym.name() else { continue };
+        out.push(FuncSym { name: name.to_string(), addr: sym.address(), size: sym.size() });
+    }
+    ensure!(!out.is_empty(), "{} has no function symbols (stripped?)", path.display());
+    out.sort_by_key(|s| s.addr);
+    Ok(out)
+}
+
+/// Link-time address of the program headers of the 64-bit little-endian ELF `path` (what
+/// AT_PHDR points at after loading): PT_PHDR's vaddr, else the PT_LOAD holding `e_phoff`.
+/// Works on stripped binaries and does not involve the reader under test.
+pub fn phdr_link_address(path: &Path) -> Result<u64> {
+    let d = std::fs::read(path)?;
+    let u16_at = |o: usize| u16::from_le_bytes(d[o..o + 2].try_into().unwrap());
+    let u32_at = |o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(d[o..o + 8].try_into().unwrap());
+    ensure!(d.len() > 64 && &d[..4] == b"\x7fELF" && d[4] == 2 && d[5] == 1, "not a 64-bit LE ELF");
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36) as u64, u16_at(0x38) as u64);
+    let mut load = None;
+    for i in 0..phnum {
+        let o = (phoff + i * phentsize) as usize;
+        let (ty, off, vaddr, filesz) = (u32_at(o), u64_at(o + 8), u64_at(o + 16), u64_at(o + 32));
+        if ty == 6 {
+            return Ok(vaddr);
+        }
+        if ty == 1 && load.is_none() && off <= phoff && phoff < off + filesz {
+            load = Some(vaddr + (phoff - off));
+        }
+    }
+    load.context("program headers are not in a PT_LOAD")
+}
+
+/// Link-time address of symbol `name` in `path` (which must be unstripped).
+pub fn symbol_address(path: &Path, name: &str) -> Result<u64> {
+    func_symbols(path)?
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(|s| s.addr)
+        .with_context(|| format!("no symbol {name} in {}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// llvm-symbolizer --inlining
+// ---------------------------------------------------------------------------------------------
+
+/// (function, file, line) as an oracle prints it, normalized.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Loc {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}:{}", self.function, self.file, self.line)
+    }
+}
+
+/// Symbolizes `addrs` (link-time) against the DWARF of `obj` with `llvm-symbolizer
+/// --inlining`; one inline chain (innermost first) per address. Paths lose DWARF's `./`
+/// prefix (added to `-trimpath` names) and the `:col` column.
+pub fn llvm_symbolize(tool: &Path, obj: &Path, addrs: &[u64]) -> Result<Vec<Vec<Loc>>> {
+    let mut child = Command::new(tool)
+        .arg("--inlining")
+        .arg("--functions=linkage")
+        .arg("--no-demangle")
+        .arg(format!("--obj={}", obj.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", tool.display()))?;
+    let input: String = addrs.iter().map(|a| format!("{a:#x}\n")).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output()?;
+    writer.join().unwrap()?;
+    ensure!(output.status.success(), "llvm-symbolizer failed: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout)?;
+    // One block per address, separated by an empty line: pairs of (function, file:line:col).
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let lines: Vec<&str> = block.lines().filter(|l| !l.is_empty()).collect();
+        if lines.is_empty() {
+            continue;
+        }
+        ensure!(lines.len() % 2 == 0, "odd llvm-symbolizer block {block:?}");
+        let mut chain = Vec::new();
+        for pair in lines.chunks(2) {
+            let (file, line) = split_file_line(pair[1]);
+            chain.push(Loc { function: pair[0].to_string(), file, line });
+        }
+        out.push(chain);
+    }
+    ensure!(out.len() == addrs.len(), "llvm-symbolizer answered {} of {} addresses", out.len(), addrs.len());
+    Ok(out)
+}
+
+/// `file:line[:col]` → (file without a leading `./`, line); `??:0` → ("??", 0).
+pub fn split_file_line(s: &str) -> (String, u32) {
+    let mut parts: Vec<&str> = s.rsplitn(3, ':').collect();
+    parts.reverse();
+    // parts = [file, line, col] or [file, line]
+    let (file, line) = match parts.len() {
+        3 if parts[1].parse::<u32>().is_ok() && parts[2].parse::<u32>().is_ok() => {
+            (parts[0].to_string(), parts[1].parse().unwrap())
+        }
+        _ => match s.rsplit_once(':') {
+            Some((f, l)) => (f.to_string(), l.parse().unwrap_or(0)),
+            None => (s.to_string(), 0),
+        },
+    };
+    (file.strip_prefix("./").map(str::to_string).unwrap_or(file), line)
+}
+
+// ---------------------------------------------------------------------------------------------
+// go tool addr2line
+// ---------------------------------------------------------------------------------------------
+
+/// `go tool addr2line` of Go `version` on `bin` for `addrs`: (physical function, innermost
+/// file:line) per address.
+pub fn go_addr2line(version: &str, bin: &Path, addrs: &[u64]) -> Result<Vec<Loc>> {
+    let mut child = go::go_command(version)?
+        .arg("tool")
+        .arg("addr2line")
+        .arg(bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let input: String = addrs.iter().map(|a| format!("{a:#x}\n")).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output()?;
+    writer.join().unwrap()?;
+    ensure!(output.status.success(), "go tool addr2line failed: {}", String::from_utf8_lossy(&output.stderr));
+    parse_addr2line(&String::from_utf8(output.stdout)?, addrs.len())
+}
+
+/// Parses `addr2line`-style output (`function\nfile:line\n` per address).
+pub fn parse_addr2line(text: &str, n: usize) -> Result<Vec<Loc>> {
+    let lines: Vec<&str> = text.lines().collect();
+    ensure!(lines.len() == 2 * n, "addr2line printed {} lines for {n} addresses", lines.len());
+    Ok(lines
+        .chunks(2)
+        .map(|p| {
+            let (file, line) = match p[1].rsplit_once(':') {
+                Some((f, l)) => (f.to_string(), l.parse().unwrap_or(0)),
+                None => (p[1].to_string(), 0),
+            };
+            Loc { function: p[0].to_string(), file, line }
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+// ---------------------------------------------------------------------------------------------
+
+/// Per-build counters for the summary table.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    pub compared: usize,
+    pub mismatches: usize,
+    /// Build/run error, when the build could not be checked at all.
+    pub error: Option<String>,
+}
+
+/// Prints a table with one row per mode and one column per Go version; a cell is
+/// `<compared> ok`, `<mismatches>/<compared> BAD`, `ERROR` or `-` (not built).
+pub fn print_table(title: &str, cells: &BTreeMap<(String, String), Tally>, versions: &[&str], modes: &[String]) {
+    let mw = modes.iter().map(|m| m.len()).max().unwrap_or(8).max(6);
+    let w = 13;
+    let mut s = format!("\n{title}\n{:<mw$}", "mode");
+    for v in versions {
+        s.push_str(&format!(" {:>w$}", format!("go{v}")));
+    }
+    s.push('\n');
+    for m in modes {
+        s.push_str(&format!("{m:<mw$}"));
+        for v in versions {
+            let cell = match cells.get(&(v.to_string(), m.clone())) {
+                None => "-".to_string(),
+                Some(t) if t.error.is_some() => "ERROR".to_string(),
+                Some(t) if t.mismatches == 0 => format!("{} ok", t.compared),
+                Some(t) => format!("{}/{} BAD", t.mismatches, t.compared),
+            };
+            s.push_str(&format!(" {cell:>w$}"));
+        }
+        s.push('\n');
+    }
+    println!("{s}");
+}
+
+/// Go's `funcNameForPrint`: everything from the first `[` to the last `]` becomes `[...]`
+/// (DWARF names spell out the shapes, e.g. `main.f[go.shape.int]`).
+pub fn name_for_print(name: &str) -> String {
+    let Some(i) = name.find('[') else { return name.to_string() };
+    let Some(j) = name.rfind(']') else { return name.to_string() };
+    if j <= i {
+        return name.to_string();
+    }
+    format!("{}[...]{}", &name[..i], &name[j + 1..])
+}
+
+/// True when `a` and `b` have a `.text` section at the same address with the same size, i.e.
+/// code addresses (and DWARF/symbols of one) are valid for the other. (The bytes may differ:
+/// PC-relative references into data that moved, e.g. arm64 ADRP to the pclntab, whose address
+/// depends on the size of .rodata, which holds the build settings string with `-s -w`.)
+pub fn same_text(a: &Path, b: &Path) -> Result<bool> {
+    use object::ObjectSection as _;
+    let (da, db) = (std::fs::read(a)?, std::fs::read(b)?);
+    let (oa, ob) = (object::File::parse(&*da)?, object::File::parse(&*db)?);
+    let (Some(ta), Some(tb)) = (oa.section_by_name(".text"), ob.section_by_name(".text")) else {
+        return Ok(false);
+    };
+    Ok(ta.address() == tb.address() && ta.size() == tb.size())
+}
+
+/// Writes every failure of `test` to `<target>/symbolizer-reports/<test>.txt` (CI logs show
+/// only the first few) and returns the path.
+pub fn write_report(test: &str, lines: &[String]) -> PathBuf {
+    let dir = go::target_dir().join("symbolizer-reports");
+    let path = dir.join(format!("{test}.txt"));
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(&path, lines.join("\n") + "\n");
+    path
+}
