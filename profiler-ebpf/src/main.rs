@@ -8,6 +8,9 @@
 //! * `on_fork` / `on_exec` (sched tracepoints): `--subprocesses` and image changes.
 #![no_std]
 #![no_main]
+// Map keys and values are passed by reference on purpose: by value they are copied onto the
+// 512-byte BPF stack, which this program would then overflow.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 use aya_ebpf::{
     EbpfContext,

@@ -72,6 +72,9 @@ pub struct Recorder {
     comms: HashMap<u32, String>,
     /// Start time (clock ticks since boot) of each pid when first seen: tells pid reuse apart.
     start_times: HashMap<u32, u64>,
+    /// Pids found gone at the last prune; forgotten at the next one, once their last samples
+    /// (taken before exit, drained one flip later) have been ingested.
+    gone: std::collections::HashSet<u32>,
     objects: Vec<Arc<ObjectFile>>,
     object_index: HashMap<*const ObjectFile, usize>,
     counts: HashMap<StackKey, u64>,
@@ -117,6 +120,7 @@ impl Recorder {
             processes: HashMap::new(),
             comms: HashMap::new(),
             start_times: HashMap::new(),
+            gone: Default::default(),
             objects: Vec::new(),
             object_index: HashMap::new(),
             counts: HashMap::new(),
@@ -164,12 +168,8 @@ impl Recorder {
     pub fn poll_events(&mut self) {
         for ev in self.sampler.events() {
             match ev.kind {
-                EVENT_FORK => {
-                    // The child runs its parent's image until it execs.
-                    if !self.processes.contains_key(&(ev.value, 0)) {
-                        self.snapshot(ev.value, 0);
-                    }
-                }
+                // The child runs its parent's image until it execs.
+                EVENT_FORK if !self.processes.contains_key(&(ev.value, 0)) => self.snapshot(ev.value, 0),
                 EVENT_EXEC => self.snapshot(ev.tgid, ev.value),
                 _ => {}
             }
@@ -216,6 +216,25 @@ impl Recorder {
         }
     }
 
+    /// Keeps a long `--all` recording bounded: forgets processes that are gone and removes
+    /// them from the kernel's generation table.
+    pub fn prune(&mut self) {
+        let gone_before = std::mem::take(&mut self.gone);
+        let pids: std::collections::HashSet<u32> = self.processes.keys().map(|k| k.0).collect();
+        for pid in pids {
+            if parse_pid_alive(pid) && !self.reused(pid) {
+                continue;
+            }
+            if gone_before.contains(&pid) {
+                self.processes.retain(|&(p, _), _| p != pid);
+                self.start_times.remove(&pid);
+                self.sampler.remove_target(pid);
+            } else {
+                self.gone.insert(pid);
+            }
+        }
+    }
+
     pub fn drain(&mut self) -> Result<()> {
         self.poll_events();
         let drained = self.sampler.drain()?;
@@ -241,10 +260,8 @@ impl Recorder {
             self.counters.samples += count;
             let SampleKey { tgid, tid, generation, kernel_stack_id, user_stack_hash, sp_words, bp_minus_sp } = key;
             let mut frames = Vec::new();
-            if kernel_stack_id >= 0 {
-                if let Some(k) = drained.kernel_stacks.get(&kernel_stack_id) {
-                    frames.extend(k.iter().map(|&pc| FrameRef::Kernel { pc }));
-                }
+            if let Some(k) = drained.kernel_stacks.get(&kernel_stack_id).filter(|_| kernel_stack_id >= 0) {
+                frames.extend(k.iter().map(|&pc| FrameRef::Kernel { pc }));
             }
             if self.opts.all && seen_this_drain.insert(tgid) {
                 self.forget_if_reused(tgid);
@@ -471,6 +488,9 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
             _ = event_tick.tick() => recorder.poll_events(),
             _ = drain_tick.tick() => {
                 recorder.drain()?;
+                if opts.all && recorder.counters.drains % 10 == 0 {
+                    recorder.prune();
+                }
                 if !opts.all && recorder.live_targets().is_empty() {
                     let note = "every profiled process exited; stopped early".to_string();
                     recorder.notes.push(note);

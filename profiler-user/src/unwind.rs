@@ -47,11 +47,9 @@ pub fn complete_stack(
         return out;
     };
     out.push(UserFrame { pc: ip, kind: PcKind::Leaf });
-    if let Some(snapshot) = snapshot {
-        if let Some(ret) = missing_caller(snapshot, ip, sp_words, bp_minus_sp) {
-            out.push(UserFrame { pc: ret, kind: PcKind::Return });
-            stats.inserted += 1;
-        }
+    if let Some(ret) = snapshot.and_then(|s| missing_caller(s, ip, sp_words, bp_minus_sp)) {
+        out.push(UserFrame { pc: ret, kind: PcKind::Return });
+        stats.inserted += 1;
     }
     out.extend(callers.iter().map(|&pc| UserFrame { pc, kind: PcKind::Return }));
 

@@ -77,10 +77,8 @@ pub fn build(name: &str, version: &str, args: &[&str], env: &[(&str, &str)]) -> 
     std::fs::create_dir_all(&out_dir)?;
     let out = out_dir.join(tag);
     let newest_src = newest_mtime(&src)?;
-    if let Ok(meta) = std::fs::metadata(&out) {
-        if meta.modified()? >= newest_src {
-            return Ok(out);
-        }
+    if std::fs::metadata(&out).and_then(|m| m.modified()).is_ok_and(|t| t >= newest_src) {
+        return Ok(out);
     }
     let mut cmd = go_command(version)?;
     cmd.current_dir(&src).arg("build").arg("-o").arg(&out).args(args);

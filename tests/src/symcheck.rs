@@ -456,7 +456,7 @@ pub fn llvm_symbolize(tool: &Path, obj: &Path, addrs: &[u64]) -> Result<Vec<Vec<
         if lines.is_empty() {
             continue;
         }
-        ensure!(lines.len() % 2 == 0, "odd llvm-symbolizer block {block:?}");
+        ensure!(lines.len().is_multiple_of(2), "odd llvm-symbolizer block {block:?}");
         let mut chain = Vec::new();
         for pair in lines.chunks(2) {
             let (file, line) = split_file_line(pair[1]);

@@ -145,7 +145,7 @@ fn addr2line_matches_go_tool_addr2line() {
     let built = parallel_map(&builds, build_threads(), |b| b.build(FIXTURE).map_err(|e| format!("{e:#}")));
     println!("built {} `big` binaries in {:.1?}", builds.len(), t.elapsed());
 
-    let results = parallel_map(&builds, build_threads(), |b| check(b));
+    let results = parallel_map(&builds, build_threads(), check);
     let mut cells = BTreeMap::new();
     let mut failures = Vec::new();
     for ((b, r), built) in builds.iter().zip(results).zip(built) {

@@ -263,7 +263,7 @@ fn probe_pcs(twin: &Path) -> Result<Vec<u64>> {
             pcs.extend((s.addr..s.addr + s.size).step_by(4));
         } else if s.name.starts_with("runtime.") || s.name.contains('.') {
             other += 1;
-            if other % 16 == 0 {
+            if other.is_multiple_of(16) {
                 pcs.push(s.addr);
                 if s.size > 4 {
                     pcs.push(s.addr + 4);

@@ -16,8 +16,10 @@ pub struct DwarfFrame {
     pub line: u32,
 }
 
+/// The context caches parsed units lazily (interior mutability), hence the mutex: opened
+/// files are shared, and may be shared across threads.
 pub struct DwarfSymbols {
-    ctx: addr2line::Context<Reader>,
+    ctx: std::sync::Mutex<addr2line::Context<Reader>>,
 }
 
 impl DwarfSymbols {
@@ -37,13 +39,14 @@ impl DwarfSymbols {
         };
         let dwarf = gimli::Dwarf::load(load).ok()?;
         let ctx = addr2line::Context::from_dwarf(dwarf).ok()?;
-        Some(DwarfSymbols { ctx })
+        Some(DwarfSymbols { ctx: std::sync::Mutex::new(ctx) })
     }
 
     /// Frames at link-time address `addr`, innermost first; empty when DWARF does not cover it.
     pub fn frames(&self, addr: u64) -> Vec<DwarfFrame> {
         let mut out = Vec::new();
-        let Ok(mut frames) = self.ctx.find_frames(addr).skip_all_loads() else {
+        let ctx = self.ctx.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(mut frames) = ctx.find_frames(addr).skip_all_loads() else {
             return out;
         };
         while let Ok(Some(f)) = frames.next() {
