@@ -2,6 +2,7 @@
 //! root checks.
 
 pub mod go;
+pub mod pprof;
 pub mod symcheck;
 
 /// True when the tests may load eBPF programs. Root-only tests call this first and, when it
