@@ -320,6 +320,8 @@ impl Recorder {
 
     /// Stops sampling (the final drains empty both map sets) and builds the profile.
     pub fn finish(mut self) -> Result<Profile> {
+        // The sampling window ends here; symbolization time is not part of it.
+        self.profile.duration = self.started.elapsed();
         self.drain()?;
         self.drain()?;
         let stats = self.sampler.stats();
@@ -354,11 +356,26 @@ impl Recorder {
         }
         samples.sort_by(|a, b| b.values[0].cmp(&a.values[0]).then_with(|| a.location_ids.cmp(&b.location_ids)));
         self.profile.samples = samples;
-        self.profile.duration = self.started.elapsed();
+        // One line per Go binary, version first (the report finds the matching GOROOT by it).
         for o in &self.objects {
-            if let Some(v) = &o.build_info.go_version {
-                self.profile.comments.push(format!("{}: {v}", o.path));
+            let b = &o.build_info;
+            let Some(v) = &b.go_version else { continue };
+            let mut line = format!("{v} {}", o.path);
+            let mut details = Vec::new();
+            if let Some(m) = &b.module_path {
+                details.push(format!("module {m}"));
             }
+            if let Some(m) = b.main_path.as_ref().filter(|m| Some(*m) != b.module_path.as_ref()) {
+                details.push(format!("main {m}"));
+            }
+            let id = o.build_id();
+            if !id.is_empty() {
+                details.push(format!("build id {id}"));
+            }
+            if !details.is_empty() {
+                line.push_str(&format!(" ({})", details.join(", ")));
+            }
+            self.profile.comments.push(line);
         }
         let mut lost = Vec::new();
         for (stat, what) in [
