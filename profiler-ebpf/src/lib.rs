@@ -10,10 +10,14 @@ pub const MAX_USER_FRAMES: usize = 192;
 
 /// Entries of each count map (one per distinct key per drain interval).
 pub const MAX_COUNT_ENTRIES: u32 = 32 * 1024;
-/// Entries of each user-stack map (distinct stacks per drain interval).
-pub const MAX_USER_STACKS: u32 = 8 * 1024;
+/// Stacks of up to this many frames are stored in the (cheaper) short-stack maps.
+pub const SHORT_STACK_FRAMES: usize = 32;
+/// Entries of each short-stack map (distinct stacks per drain interval).
+pub const MAX_SHORT_STACKS: u32 = 8 * 1024;
+/// Entries of each long-stack map.
+pub const MAX_LONG_STACKS: u32 = 2 * 1024;
 /// Entries of each kernel stack-trace map.
-pub const MAX_KERNEL_STACKS: u32 = 8 * 1024;
+pub const MAX_KERNEL_STACKS: u32 = 4 * 1024;
 /// Entries of the process filter.
 pub const MAX_TARGETS: u32 = 64 * 1024;
 
@@ -49,6 +53,16 @@ pub struct UserStack {
     /// Non-zero when the walk stopped at [`MAX_USER_FRAMES`] with frames left.
     pub truncated: u32,
     pub frames: [u64; MAX_USER_FRAMES],
+}
+
+/// A stack of at most [`SHORT_STACK_FRAMES`] frames: the same layout as the start of
+/// [`UserStack`], so the kernel stores the first bytes of its scratch stack as is.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ShortStack {
+    pub len: u32,
+    pub truncated: u32,
+    pub frames: [u64; SHORT_STACK_FRAMES],
 }
 
 /// Per-target state in the filter map.
@@ -100,7 +114,7 @@ pub enum Stat {
     Samples = 1,
     /// Lost: the count map was full.
     LostCountMapFull = 2,
-    /// Lost user stack: the stack map was full.
+    /// Lost user stack: a stack map was full.
     LostUserStackMapFull = 3,
     /// Lost kernel stack: bucket collision in the kernel stack map.
     LostKernelStackCollision = 4,
@@ -122,6 +136,7 @@ mod pod {
     // SAFETY: plain #[repr(C)] data with no padding-sensitive invariants.
     unsafe impl aya::Pod for super::SampleKey {}
     unsafe impl aya::Pod for super::UserStack {}
+    unsafe impl aya::Pod for super::ShortStack {}
     unsafe impl aya::Pod for super::TargetInfo {}
     unsafe impl aya::Pod for super::ProcessEvent {}
 }

@@ -14,7 +14,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST, bpf_perf_event_data, pt_regs},
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST, bpf_perf_event_data, pt_regs},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_stack, bpf_probe_read_kernel,
         bpf_probe_read_user, generated::bpf_task_pt_regs,
@@ -25,8 +25,8 @@ use aya_ebpf::{
 };
 use profiler_ebpf::{
     CONTROL_SLOTS, Control, EVENT_EXEC, EVENT_FORK, MAX_COUNT_ENTRIES, MAX_KERNEL_STACKS,
-    MAX_TARGETS, MAX_USER_FRAMES, MAX_USER_STACKS, ProcessEvent, STAT_SLOTS, SampleKey, Stat,
-    TargetInfo, UserStack,
+    MAX_LONG_STACKS, MAX_SHORT_STACKS, MAX_TARGETS, MAX_USER_FRAMES, ProcessEvent,
+    SHORT_STACK_FRAMES, STAT_SLOTS, SampleKey, ShortStack, Stat, TargetInfo, UserStack,
 };
 
 #[map]
@@ -41,23 +41,32 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 #[map]
 static SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
 
-// Two map sets; CONTROL[ActiveSet] picks the one being written.
+// Two map sets; CONTROL[ActiveSet] picks the one being written. All preallocated: an insert
+// in the sampling path then takes an element from a free list instead of allocating.
 #[map]
-static COUNTS_0: HashMap<SampleKey, u64> =
-    HashMap::with_max_entries(MAX_COUNT_ENTRIES, BPF_F_NO_PREALLOC);
+static COUNTS_0: HashMap<SampleKey, u64> = HashMap::with_max_entries(MAX_COUNT_ENTRIES, 0);
 #[map]
-static COUNTS_1: HashMap<SampleKey, u64> =
-    HashMap::with_max_entries(MAX_COUNT_ENTRIES, BPF_F_NO_PREALLOC);
+static COUNTS_1: HashMap<SampleKey, u64> = HashMap::with_max_entries(MAX_COUNT_ENTRIES, 0);
 #[map]
-static USER_STACKS_0: HashMap<u64, UserStack> =
-    HashMap::with_max_entries(MAX_USER_STACKS, BPF_F_NO_PREALLOC);
+static SHORT_STACKS_0: HashMap<u64, ShortStack> = HashMap::with_max_entries(MAX_SHORT_STACKS, 0);
 #[map]
-static USER_STACKS_1: HashMap<u64, UserStack> =
-    HashMap::with_max_entries(MAX_USER_STACKS, BPF_F_NO_PREALLOC);
+static SHORT_STACKS_1: HashMap<u64, ShortStack> = HashMap::with_max_entries(MAX_SHORT_STACKS, 0);
+#[map]
+static LONG_STACKS_0: HashMap<u64, UserStack> = HashMap::with_max_entries(MAX_LONG_STACKS, 0);
+#[map]
+static LONG_STACKS_1: HashMap<u64, UserStack> = HashMap::with_max_entries(MAX_LONG_STACKS, 0);
 #[map]
 static KERNEL_STACKS_0: StackTrace = StackTrace::with_max_entries(MAX_KERNEL_STACKS, 0);
 #[map]
 static KERNEL_STACKS_1: StackTrace = StackTrace::with_max_entries(MAX_KERNEL_STACKS, 0);
+
+/// One map set.
+struct MapSet {
+    counts: &'static HashMap<SampleKey, u64>,
+    short_stacks: &'static HashMap<u64, ShortStack>,
+    long_stacks: &'static HashMap<u64, UserStack>,
+    kernel_stacks: &'static StackTrace,
+}
 
 const EEXIST: i64 = 17;
 
@@ -90,9 +99,21 @@ pub fn sample(ctx: PerfEventContext) -> u32 {
     };
     bump(Stat::Samples);
     if control(Control::ActiveSet) == 0 {
-        record(&ctx, tgid, tid, generation, &COUNTS_0, &USER_STACKS_0, &KERNEL_STACKS_0);
+        let set = MapSet {
+            counts: &COUNTS_0,
+            short_stacks: &SHORT_STACKS_0,
+            long_stacks: &LONG_STACKS_0,
+            kernel_stacks: &KERNEL_STACKS_0,
+        };
+        record(&ctx, tgid, tid, generation, &set);
     } else {
-        record(&ctx, tgid, tid, generation, &COUNTS_1, &USER_STACKS_1, &KERNEL_STACKS_1);
+        let set = MapSet {
+            counts: &COUNTS_1,
+            short_stacks: &SHORT_STACKS_1,
+            long_stacks: &LONG_STACKS_1,
+            kernel_stacks: &KERNEL_STACKS_1,
+        };
+        record(&ctx, tgid, tid, generation, &set);
     }
     0
 }
@@ -130,10 +151,9 @@ fn record(
     tgid: u32,
     tid: u32,
     generation: u32,
-    counts: &HashMap<SampleKey, u64>,
-    user_stacks: &HashMap<u64, UserStack>,
-    kernel_stacks: &StackTrace,
+    set: &MapSet,
 ) {
+    let counts = set.counts;
     let mut key = SampleKey {
         tgid,
         tid,
@@ -147,7 +167,7 @@ fn record(
     // SAFETY: valid context.
     let in_kernel = unsafe { (*data).regs.cs } & 3 == 0;
     if in_kernel {
-        match ctx.get_stackid(kernel_stacks, 0) {
+        match ctx.get_stackid(set.kernel_stacks, 0) {
             Ok(id) => key.kernel_stack_id = id as i32,
             Err(e) => {
                 key.kernel_stack_id = e;
@@ -161,7 +181,7 @@ fn record(
     }
     match user_regs(ctx) {
         Some((regs, _)) => {
-            if let Some(hash) = user_stack(ctx, &regs, user_stacks) {
+            if let Some(hash) = user_stack(ctx, &regs, set) {
                 key.user_stack_hash = hash;
             }
             let sp = regs.rsp;
@@ -185,22 +205,27 @@ fn record(
     }
 }
 
+/// Inserts a stack unless it is there already; false when the map is full.
+#[inline(always)]
+fn store<T>(map: &HashMap<u64, T>, hash: u64, stack: &T) -> bool {
+    // SAFETY: lookups in our own map.
+    unsafe { map.get(&hash) }.is_some()
+        || map.insert(&hash, stack, BPF_NOEXIST as u64).is_ok()
+        || unsafe { map.get(&hash) }.is_some()
+}
+
 /// Frames the kernel's own frame-pointer walker (`bpf_get_stack`) returns at most; deeper
 /// stacks take the slower walk below.
 const KERNEL_WALK_MAX: usize = 127;
 
 /// Captures the user stack into the per-CPU scratch and stores it, deduplicated by hash, in
-/// `user_stacks`. Returns the hash, or None when the stack map is full.
+/// the short- or long-stack map. Returns the hash, or None when that map is full.
 ///
 /// The kernel's walker (perf_callchain_user) is several times cheaper than reading each frame
 /// with bpf_probe_read_user, so it goes first; only a stack that fills its 127-frame cap is
 /// walked again here, up to MAX_USER_FRAMES.
 #[inline(always)]
-fn user_stack(
-    ctx: &PerfEventContext,
-    regs: &pt_regs,
-    user_stacks: &HashMap<u64, UserStack>,
-) -> Option<u64> {
+fn user_stack(ctx: &PerfEventContext, regs: &pt_regs, set: &MapSet) -> Option<u64> {
     let stack = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch, exclusively ours while this program runs.
     let stack = unsafe { &mut *stack };
@@ -233,10 +258,14 @@ fn user_stack(
     if hash == 0 {
         hash = 1;
     }
-    if unsafe { user_stacks.get(&hash) }.is_none()
-        && user_stacks.insert(&hash, &*stack, BPF_NOEXIST as u64).is_err()
-        && unsafe { user_stacks.get(&hash) }.is_none()
-    {
+    let stored = if len <= SHORT_STACK_FRAMES {
+        // SAFETY: ShortStack is the layout of UserStack's first bytes (both #[repr(C)]).
+        let short = unsafe { &*(stack as *const UserStack as *const ShortStack) };
+        store(set.short_stacks, hash, short)
+    } else {
+        store(set.long_stacks, hash, stack)
+    };
+    if !stored {
         bump(Stat::LostUserStackMapFull);
         return None;
     }

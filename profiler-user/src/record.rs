@@ -81,6 +81,9 @@ pub struct Recorder {
     profile: Profile,
     builder: ProfileBuilder,
     notes: Vec<String>,
+    /// Reads /proc/kallsyms in the background from the first kernel frame on (it takes tens
+    /// of milliseconds), so the report is not kept waiting at the end.
+    kallsyms: Option<std::thread::JoinHandle<Option<Kallsyms>>>,
     pub counters: RecordCounters,
     started: Instant,
 }
@@ -127,6 +130,7 @@ impl Recorder {
             profile,
             builder: ProfileBuilder::default(),
             notes: Vec::new(),
+            kallsyms: None,
             counters: RecordCounters::default(),
             started: Instant::now(),
         };
@@ -262,6 +266,9 @@ impl Recorder {
             let mut frames = Vec::new();
             if let Some(k) = drained.kernel_stacks.get(&kernel_stack_id).filter(|_| kernel_stack_id >= 0) {
                 frames.extend(k.iter().map(|&pc| FrameRef::Kernel { pc }));
+                if self.kallsyms.is_none() {
+                    self.kallsyms = Some(std::thread::spawn(|| Kallsyms::load().ok()));
+                }
             }
             if self.opts.all && seen_this_drain.insert(tgid) {
                 self.forget_if_reused(tgid);
@@ -325,7 +332,7 @@ impl Recorder {
         self.drain()?;
         self.drain()?;
         let stats = self.sampler.stats();
-        let kallsyms = Kallsyms::load().ok();
+        let kallsyms = self.kallsyms.take().and_then(|h| h.join().ok().flatten());
         let mut symbolized: HashMap<FrameRef, u64> = HashMap::new();
         let period = self.profile.period;
         let counts = std::mem::take(&mut self.counts);
@@ -391,6 +398,10 @@ impl Recorder {
         lost.push(("user stack walks ended by a read fault".into(), stats[Stat::UserReadFault as usize]));
         let (agent_cpu, agent_max_rss) = own_usage();
         self.profile.stats = Some(RecordingStats { lost, agent_cpu, agent_max_rss, notes: self.notes.clone() });
+        // Detaching the programs waits for RCU grace periods (tens of ms per tracepoint link):
+        // let that happen beside the report instead of before it.
+        let sampler = self.sampler;
+        std::thread::spawn(move || drop(sampler));
         Ok(self.profile)
     }
 

@@ -13,7 +13,8 @@ use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, S
 use aya::programs::{PerfEvent, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use profiler_ebpf::{
-    Control, MAX_USER_FRAMES, ProcessEvent, STAT_SLOTS, SampleKey, Stat, TargetInfo, UserStack,
+    Control, MAX_USER_FRAMES, ProcessEvent, SHORT_STACK_FRAMES, STAT_SLOTS, SampleKey, ShortStack,
+    Stat, TargetInfo, UserStack,
 };
 
 /// The compiled kernel program (built by build.rs).
@@ -38,7 +39,8 @@ pub struct Drained {
 
 struct MapSet {
     counts: HashMap<MapData, SampleKey, u64>,
-    user_stacks: HashMap<MapData, u64, UserStack>,
+    short_stacks: HashMap<MapData, u64, ShortStack>,
+    long_stacks: HashMap<MapData, u64, UserStack>,
     kernel_stacks: StackTraceMap<MapData>,
 }
 
@@ -169,12 +171,14 @@ impl Sampler {
         let sets = [
             MapSet {
                 counts: take(&mut ebpf, "COUNTS_0")?,
-                user_stacks: take(&mut ebpf, "USER_STACKS_0")?,
+                short_stacks: take(&mut ebpf, "SHORT_STACKS_0")?,
+                long_stacks: take(&mut ebpf, "LONG_STACKS_0")?,
                 kernel_stacks: take(&mut ebpf, "KERNEL_STACKS_0")?,
             },
             MapSet {
                 counts: take(&mut ebpf, "COUNTS_1")?,
-                user_stacks: take(&mut ebpf, "USER_STACKS_1")?,
+                short_stacks: take(&mut ebpf, "SHORT_STACKS_1")?,
+                long_stacks: take(&mut ebpf, "LONG_STACKS_1")?,
                 kernel_stacks: take(&mut ebpf, "KERNEL_STACKS_1")?,
             },
         ];
@@ -259,13 +263,21 @@ impl Sampler {
             }
             let _ = set.counts.remove(&key);
         }
-        let hashes: Vec<u64> = set.user_stacks.keys().filter_map(|k| k.ok()).collect();
+        let hashes: Vec<u64> = set.short_stacks.keys().filter_map(|k| k.ok()).collect();
         for hash in hashes {
-            if let Ok(stack) = set.user_stacks.get(&hash, 0) {
+            if let Ok(stack) = set.short_stacks.get(&hash, 0) {
+                let len = (stack.len as usize).min(SHORT_STACK_FRAMES);
+                out.user_stacks.insert(hash, (stack.frames[..len].to_vec(), stack.truncated != 0));
+            }
+            let _ = set.short_stacks.remove(&hash);
+        }
+        let hashes: Vec<u64> = set.long_stacks.keys().filter_map(|k| k.ok()).collect();
+        for hash in hashes {
+            if let Ok(stack) = set.long_stacks.get(&hash, 0) {
                 let len = (stack.len as usize).min(MAX_USER_FRAMES);
                 out.user_stacks.insert(hash, (stack.frames[..len].to_vec(), stack.truncated != 0));
             }
-            let _ = set.user_stacks.remove(&hash);
+            let _ = set.long_stacks.remove(&hash);
         }
         let ids: Vec<u32> = set.kernel_stacks.stack_ids().filter_map(|k| k.ok()).collect();
         for id in ids {

@@ -63,7 +63,7 @@ pub struct ObjectFile {
     pub go: Option<GoTable<SharedBytes>>,
     /// Why this is not treated as Go code (for notes), when `go` is None.
     pub go_error: Option<String>,
-    elf_symbols: OnceLock<ElfSymbols>,
+    elf_symbols: OnceLock<ElfSymbols<SharedBytes>>,
     dwarf: OnceLock<Option<DwarfSymbols>>,
 }
 
@@ -78,10 +78,17 @@ impl ObjectFile {
                 LoadSegment { file_offset, file_size, vaddr: s.address() }
             })
             .collect();
-        let build_info = buildinfo::read(data.as_ref()).unwrap_or_default();
-        let (go, go_error) = match GoTable::parse(data.clone()) {
-            Ok(t) => (Some(t), None),
-            Err(e) => (None, Some(e.to_string())),
+        // Only Go binaries get the Go readers: on other files (libc, a 100 MB C++ library)
+        // their fallback scans would read every page for nothing.
+        let (build_info, go, go_error) = if may_be_go(&elf) {
+            let build_info = buildinfo::read(data.as_ref()).unwrap_or_default();
+            match GoTable::parse(data.clone()) {
+                Ok(t) => (build_info, Some(t), None),
+                Err(e) => (build_info, None, Some(e.to_string())),
+            }
+        } else {
+            let gnu_build_id = elf.build_id().ok().flatten().map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
+            (BuildInfo { gnu_build_id, ..Default::default() }, None, Some("not a Go binary".into()))
         };
         Ok(ObjectFile { path, data, segments, build_info, go, go_error, elf_symbols: OnceLock::new(), dwarf: OnceLock::new() })
     }
@@ -95,8 +102,8 @@ impl ObjectFile {
     }
 
     /// ELF symbols (.symtab + .dynsym), parsed on first use.
-    pub fn elf_symbols(&self) -> &ElfSymbols {
-        self.elf_symbols.get_or_init(|| ElfSymbols::parse(self.data.as_ref()))
+    pub fn elf_symbols(&self) -> &ElfSymbols<SharedBytes> {
+        self.elf_symbols.get_or_init(|| ElfSymbols::parse(self.data.clone()))
     }
 
     /// DWARF line tables, loaded on first use (None without debug info).
@@ -108,6 +115,16 @@ impl ObjectFile {
     pub fn build_id(&self) -> String {
         self.build_info.gnu_build_id.clone().or_else(|| self.build_info.go_build_id.clone()).unwrap_or_default()
     }
+}
+
+/// Whether a file may be a Go binary: Go's linker always emits the build-id note and the
+/// buildinfo section (and, depending on version and link mode, `.gopclntab` or `.go.module`).
+/// A file without section headers at all (sstrip'd) cannot tell, so it gets the full search.
+fn may_be_go(elf: &object::File<'_>) -> bool {
+    use object::ObjectSection as _;
+    const GO_SECTIONS: [&str; 5] = [".note.go.buildid", ".go.buildinfo", ".gopclntab", ".data.rel.ro.gopclntab", ".go.module"];
+    let mut sections = elf.sections().peekable();
+    sections.peek().is_none() || sections.any(|s| s.name().is_ok_and(|n| GO_SECTIONS.contains(&n)))
 }
 
 /// Opened files shared by every process that maps them.
