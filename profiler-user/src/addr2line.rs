@@ -1,1 +1,58 @@
-//! TODO
+//! `gprof-bpf addr2line`: symbolize addresses of a Go binary from its pclntab, like
+//! `go tool addr2line`, optionally with inlined frames.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Context as _;
+
+use crate::symbolize::gopclntab::{GoTable, PcKind};
+
+/// Reads one address per line (hex, `0x` optional) from `input` and looks each up exactly as
+/// given (no return-address adjustment).
+///
+/// Without `inlines` it prints what `go tool addr2line` prints: the physical function name and
+/// the innermost `file:line` (for an address in no Go function: `??` and `??:0`). With
+/// `inlines` it prints every frame, innermost first (wrappers elided as the runtime does), as
+/// a function line and a `file:line` line, then an empty line.
+pub fn run(
+    binary: &[u8],
+    input: impl BufRead,
+    mut out: impl Write,
+    inlines: bool,
+) -> anyhow::Result<()> {
+    let table = GoTable::parse(binary).context("reading the Go pclntab")?;
+    let mut frames = Vec::new();
+    for line in input.lines() {
+        let line = line.context("reading addresses")?;
+        let text = line.trim();
+        let hex = text
+            .strip_prefix("0x")
+            .or_else(|| text.strip_prefix("0X"))
+            .unwrap_or(text);
+        let pc = u64::from_str_radix(hex, 16).ok();
+        // A corrupt entry for one address must not stop the others: print it as unknown.
+        if inlines {
+            frames.clear();
+            if let Some(pc) = pc
+                && table.frames(pc, PcKind::Leaf, &mut frames).is_err()
+            {
+                frames.clear();
+            }
+            if frames.is_empty() {
+                writeln!(out, "??\n??:0")?;
+            }
+            for f in &frames {
+                let file = if f.file == "?" { "??" } else { f.file };
+                writeln!(out, "{}\n{}:{}", f.function, file, f.line)?;
+            }
+            writeln!(out)?;
+        } else {
+            match pc.and_then(|pc| table.pc_to_line(pc).ok().flatten()) {
+                Some((name, file, line)) => writeln!(out, "{name}\n{file}:{line}")?,
+                None => writeln!(out, "??\n??:0")?,
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

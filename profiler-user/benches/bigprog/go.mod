@@ -1,0 +1,3 @@
+module example.com/bigprog
+
+go 1.19

@@ -1,0 +1,142 @@
+//! Symbolization bench over a large Go binary: open (mmap + parse) to first answer, every
+//! function entry, and 1M random text PCs, all with inline expansion.
+//!
+//! The binary is `$GPROF_BENCH_GO_BINARY` if set; otherwise `benches/bigprog` is built with the
+//! newest toolchain under /opt/gprof-bpf/go (or `$GPROF_GO_ROOTS`) into the target dir.
+//! Run: `AYA_BUILD_SKIP=1 cargo bench -p profiler-user --bench symbolize`.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gprof_bpf::symbolize::gopclntab::{GoTable, PcKind};
+
+const VERSIONS: &[&str] = &[
+    "1.27.3", "1.26.6", "1.25.5", "1.24.11", "1.23.9", "1.22.10", "1.21.13", "1.19",
+];
+
+fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("GPROF_BENCH_GO_BINARY") {
+        return PathBuf::from(p);
+    }
+    let roots = std::env::var_os("GPROF_GO_ROOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/gprof-bpf/go"));
+    let (ver, root) = VERSIONS
+        .iter()
+        .map(|v| (*v, roots.join(v)))
+        .find(|(_, r)| r.join("bin/go").exists())
+        .expect("no Go toolchain: set GPROF_BENCH_GO_BINARY to a large Go binary");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bigprog-{ver}"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/bigprog");
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let newest_src = std::fs::read_dir(&src)
+        .unwrap()
+        .filter_map(|e| mtime(&e.ok()?.path()))
+        .max();
+    if mtime(&out).is_none() || mtime(&out) < newest_src {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let st = Command::new(root.join("bin/go"))
+            .current_dir(&src)
+            .env("GOROOT", &root)
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOPROXY", "off")
+            .env("CGO_ENABLED", "0")
+            .env("GOCACHE", tmp.join("gocache"))
+            .env("GOPATH", tmp.join("gopath"))
+            .args(["build", "-o"])
+            .arg(&out)
+            .status()
+            .expect("running go build");
+        assert!(st.success(), "go build of benches/bigprog failed");
+    }
+    out
+}
+
+fn open(path: &Path) -> GoTable<memmap2::Mmap> {
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: the bench binary is not modified while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file).unwrap() };
+    GoTable::parse(map).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let path = binary();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let t = open(&path);
+    let (lo, hi) = t.text_range();
+    eprintln!(
+        "bench binary {} ({} MB, {} functions, text {lo:#x}..{hi:#x})",
+        path.display(),
+        size >> 20,
+        t.func_count()
+    );
+    let probe = t.func_entry(t.func_count() / 2).unwrap() + 1;
+
+    c.bench_function("open_mmap_parse_first_answer", |b| {
+        b.iter(|| {
+            let t = open(&path);
+            let mut out = Vec::new();
+            t.frames(black_box(probe), PcKind::Return, &mut out)
+                .unwrap();
+            black_box(out.len());
+        })
+    });
+
+    let entries: Vec<u64> = (0..t.func_count())
+        .map(|i| t.func_entry(i).unwrap())
+        .collect();
+    let mut g = c.benchmark_group("lookups");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function(format!("all_{}_function_entries", entries.len()), |b| {
+        let mut out = Vec::with_capacity(16);
+        b.iter(|| {
+            let mut n = 0;
+            for &pc in &entries {
+                out.clear();
+                t.frames(pc, PcKind::Leaf, &mut out).unwrap();
+                n += out.len();
+            }
+            black_box(n)
+        })
+    });
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let pcs: Vec<u64> = (0..1_000_000)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            lo + s % (hi - lo)
+        })
+        .collect();
+    g.bench_function("1M_random_text_pcs_inline", |b| {
+        let mut out = Vec::with_capacity(16);
+        b.iter(|| {
+            let mut n = 0;
+            for &pc in &pcs {
+                out.clear();
+                t.frames(pc, PcKind::Return, &mut out).unwrap();
+                n += out.len();
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+
+    // One-shot cold number: open to first answer including page faults of a fresh mapping.
+    let t0 = Instant::now();
+    let t2 = open(&path);
+    let mut out = Vec::new();
+    t2.frames(probe, PcKind::Return, &mut out).unwrap();
+    eprintln!(
+        "open → first answer (warm page cache): {:?}, {} frames",
+        t0.elapsed(),
+        out.len()
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
