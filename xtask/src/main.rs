@@ -3,6 +3,8 @@
 //! Every task that needs prerequisites runs `scripts/setup.sh` first (idempotent), so the
 //! README's two commands work on a fresh Debian 12.
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -35,10 +37,15 @@ enum Task {
     },
     /// cargo fmt --check and clippy -D warnings.
     Lint,
+    /// Run the benchmarks (as root) and rewrite BENCHMARKS.md; see BENCHMARKS.md for the parts.
+    Bench(bench::BenchArgs),
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -68,13 +75,27 @@ fn unsafe_geteuid() -> u32 {
     // Avoids a libc dependency for one call.
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").map(|v| v.split_whitespace().nth(1).unwrap_or("1").parse().unwrap_or(1))))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Uid:").map(|v| {
+                    v.split_whitespace()
+                        .nth(1)
+                        .unwrap_or("1")
+                        .parse()
+                        .unwrap_or(1)
+                })
+            })
+        })
         .unwrap_or(1)
 }
 
 fn newest_go() -> Result<PathBuf> {
-    let roots = std::env::var_os("GPROF_GO_ROOTS").map(PathBuf::from).unwrap_or_else(|| "/opt/gprof-bpf/go".into());
-    for v in ["1.27.3", "1.26.6", "1.25.5", "1.24.11", "1.23.9", "1.22.10", "1.21.13", "1.19"] {
+    let roots = std::env::var_os("GPROF_GO_ROOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/opt/gprof-bpf/go".into());
+    for v in [
+        "1.27.3", "1.26.6", "1.25.5", "1.24.11", "1.23.9", "1.22.10", "1.21.13", "1.19",
+    ] {
         let go = roots.join(v).join("bin/go");
         if go.exists() {
             return Ok(roots.join(v));
@@ -110,7 +131,10 @@ fn demo(seconds: u64) -> Result<()> {
         "--duration",
         &format!("{seconds}s"),
         "--source-path",
-        root().join("tests/fixtures/go/hotloop").to_str().unwrap_or("."),
+        root()
+            .join("tests/fixtures/go/hotloop")
+            .to_str()
+            .unwrap_or("."),
     ]));
     let _ = child.kill();
     let _ = child.wait();
@@ -119,26 +143,39 @@ fn demo(seconds: u64) -> Result<()> {
 
 fn lint() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"]))
+    // AYA_BUILD_SKIP: lint without the nested eBPF build (the kernel crate is linted as a
+    // workspace member all the same); the test build right after builds the real object.
+    run(cargo().env("AYA_BUILD_SKIP", "1").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
 }
 
 fn test(args: Vec<String>) -> Result<()> {
     setup()?;
     if unsafe_geteuid() != 0 {
-        eprintln!("\n!!!! xtask: not root: the sampler tests will SKIP (they load eBPF programs) !!!!\n");
+        eprintln!(
+            "\n!!!! xtask: not root: the sampler tests will SKIP (they load eBPF programs) !!!!\n"
+        );
     }
     lint()?;
     // One test thread: the sampler tests measure CPU shares of real processes on a 2-CPU host,
     // and running them beside fixture builds would distort those shares.
-    let (cargo_args, test_args): (Vec<String>, Vec<String>) = match args.iter().position(|a| a == "--") {
-        Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
-        None => (args, Vec::new()),
-    };
+    let (cargo_args, test_args): (Vec<String>, Vec<String>) =
+        match args.iter().position(|a| a == "--") {
+            Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
+            None => (args, Vec::new()),
+        };
     run(cargo()
         .args(["test", "--release", "--workspace"])
         .args(&cargo_args)
         .args(["--", "--test-threads=1"])
-        .args(&test_args))
+        .args(&test_args))?;
+    bench::smoke()
 }
 
 fn main() -> Result<()> {
@@ -147,5 +184,6 @@ fn main() -> Result<()> {
         Task::Demo { seconds } => demo(seconds),
         Task::Test { args } => test(args),
         Task::Lint => lint(),
+        Task::Bench(args) => bench::main(args),
     }
 }
