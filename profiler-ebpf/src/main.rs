@@ -146,13 +146,7 @@ fn mix(h: u64, v: u64) -> u64 {
 }
 
 #[inline(always)]
-fn record(
-    ctx: &PerfEventContext,
-    tgid: u32,
-    tid: u32,
-    generation: u32,
-    set: &MapSet,
-) {
+fn record(ctx: &PerfEventContext, tgid: u32, tid: u32, generation: u32, set: &MapSet) {
     let counts = set.counts;
     let mut key = SampleKey {
         tgid,

@@ -117,13 +117,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (examples: 30, 30s, 2m, 500ms)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (examples: 30, 30s, 2m, 500ms)"))?;
     let secs = match unit {
         "ms" => v / 1000.0,
         "s" => v,
         "m" => v * 60.0,
         "h" => v * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
     };
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("duration must be positive: {s:?}"));
@@ -133,7 +139,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn text_options(o: &OutputArgs) -> Result<TextOptions> {
     Ok(TextOptions {
-        list: o.list.as_deref().map(regex::Regex::new).transpose().context("--list")?,
+        list: o
+            .list
+            .as_deref()
+            .map(regex::Regex::new)
+            .transpose()
+            .context("--list")?,
         top: o.top,
         noinlines: o.noinlines,
         source_paths: o.source_paths.clone(),
@@ -159,7 +170,10 @@ fn emit(profile: &Profile, o: &OutputArgs) -> Result<()> {
         let format = match &o.format {
             Some(f) => parse_format(f)?,
             None => report::format_from_path(path).with_context(|| {
-                format!("cannot tell the format of {} from its extension: add --format", path.display())
+                format!(
+                    "cannot tell the format of {} from its extension: add --format",
+                    path.display()
+                )
             })?,
         };
         report::write_file(profile, path, format, &opts)?;
@@ -194,7 +208,9 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
         duration: args.duration,
         drain_interval: args.drain_interval,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let profile = runtime.block_on(record::run(opts, args.quiet))?;
     emit(&profile, &args.output)
 }
@@ -206,15 +222,23 @@ fn main() {
         Some(Command::Record(args)) => record_cmd(args),
         None => record_cmd(cli.record),
         Some(Command::Report(args)) => (|| {
-            let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-            let profile = report::decode_pprof(&bytes).with_context(|| format!("{}", args.file.display()))?;
+            let bytes = std::fs::read(&args.file)
+                .with_context(|| format!("reading {}", args.file.display()))?;
+            let profile =
+                report::decode_pprof(&bytes).with_context(|| format!("{}", args.file.display()))?;
             emit(&profile, &args.output)
         })(),
         Some(Command::Addr2line(args)) => (|| {
-            let bytes = std::fs::read(&args.binary).with_context(|| format!("reading {}", args.binary.display()))?;
+            let bytes = std::fs::read(&args.binary)
+                .with_context(|| format!("reading {}", args.binary.display()))?;
             let stdin = std::io::stdin();
             let stdout = std::io::stdout();
-            gprof_bpf::addr2line::run(&bytes, stdin.lock(), std::io::BufWriter::new(stdout.lock()), args.inlines)
+            gprof_bpf::addr2line::run(
+                &bytes,
+                stdin.lock(),
+                std::io::BufWriter::new(stdout.lock()),
+                args.inlines,
+            )
         })(),
     };
     if let Err(e) = result {

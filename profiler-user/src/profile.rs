@@ -113,8 +113,14 @@ impl Profile {
         let period = 1_000_000_000 / frequency_hz.max(1) as i64;
         Profile {
             sample_types: vec![
-                ValueType { kind: "samples".into(), unit: "count".into() },
-                ValueType { kind: "cpu".into(), unit: "nanoseconds".into() },
+                ValueType {
+                    kind: "samples".into(),
+                    unit: "count".into(),
+                },
+                ValueType {
+                    kind: "cpu".into(),
+                    unit: "nanoseconds".into(),
+                },
             ],
             samples: Vec::new(),
             mappings: Vec::new(),
@@ -122,7 +128,10 @@ impl Profile {
             functions: Vec::new(),
             start_time,
             duration: Duration::ZERO,
-            period_type: Some(ValueType { kind: "cpu".into(), unit: "nanoseconds".into() }),
+            period_type: Some(ValueType {
+                kind: "cpu".into(),
+                unit: "nanoseconds".into(),
+            }),
             period,
             comments: Vec::new(),
             default_sample_type: 1,
@@ -139,7 +148,8 @@ impl Profile {
     }
 
     pub fn mapping(&self, id: u64) -> Option<&Mapping> {
-        id.checked_sub(1).and_then(|i| self.mappings.get(i as usize))
+        id.checked_sub(1)
+            .and_then(|i| self.mappings.get(i as usize))
     }
 }
 

@@ -9,7 +9,10 @@ use anyhow::{Context as _, Result, bail};
 use profiler_ebpf::{EVENT_EXEC, EVENT_FORK, SampleKey, Stat};
 
 use crate::process::{ObjectCache, ObjectFile, ProcessSnapshot};
-use crate::profile::{Function, Label, LabelValue, Line, Location, Mapping, Profile, ProfileBuilder, RecordingStats, Sample};
+use crate::profile::{
+    Function, Label, LabelValue, Line, Location, Mapping, Profile, ProfileBuilder, RecordingStats,
+    Sample,
+};
 use crate::sampler::{Drained, Sampler, SamplerOptions};
 use crate::symbolize::gopclntab::{Frame, PcKind};
 use crate::symbolize::kallsyms::Kallsyms;
@@ -35,10 +38,21 @@ pub struct RecordOptions {
 enum FrameRef {
     /// An address in a mapped file: object index, profile mapping id, runtime address,
     /// link-time address, lookup kind.
-    User { object: usize, mapping: u64, pc: u64, link: u64, kind: PcKind },
+    User {
+        object: usize,
+        mapping: u64,
+        pc: u64,
+        link: u64,
+        kind: PcKind,
+    },
     /// An address no mapping (or no readable file) explains.
-    Unknown { pc: u64, kind: PcKind },
-    Kernel { pc: u64 },
+    Unknown {
+        pc: u64,
+        kind: PcKind,
+    },
+    Kernel {
+        pc: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -96,7 +110,12 @@ fn parse_pid_alive(pid: u32) -> bool {
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 impl Recorder {
@@ -114,7 +133,10 @@ impl Recorder {
                 bail!("process {pid} is not accessible: {e} (run as root)");
             }
         }
-        let sampler = Sampler::start(&SamplerOptions { frequency_hz: opts.frequency_hz, all_processes: opts.all })?;
+        let sampler = Sampler::start(&SamplerOptions {
+            frequency_hz: opts.frequency_hz,
+            all_processes: opts.all,
+        })?;
         let profile = Profile::new_cpu(opts.frequency_hz, SystemTime::now());
         let mut r = Recorder {
             sampler,
@@ -165,7 +187,13 @@ impl Recorder {
             }
             Err(_) => None,
         };
-        self.processes.insert((pid, generation), ProcessState { snapshot, refreshed_at_drain: u64::MAX });
+        self.processes.insert(
+            (pid, generation),
+            ProcessState {
+                snapshot,
+                refreshed_at_drain: u64::MAX,
+            },
+        );
     }
 
     /// Handles fork/exec events: snapshot new images while they are alive.
@@ -173,7 +201,9 @@ impl Recorder {
         for ev in self.sampler.events() {
             match ev.kind {
                 // The child runs its parent's image until it execs.
-                EVENT_FORK if !self.processes.contains_key(&(ev.value, 0)) => self.snapshot(ev.value, 0),
+                EVENT_FORK if !self.processes.contains_key(&(ev.value, 0)) => {
+                    self.snapshot(ev.value, 0)
+                }
                 EVENT_EXEC => self.snapshot(ev.tgid, ev.value),
                 _ => {}
             }
@@ -185,15 +215,21 @@ impl Recorder {
         let mut live = Vec::new();
         for (pid, _) in self.sampler.targets() {
             if self.reused(pid) {
-                self.notes.push(format!("pid {pid} exited and was reused by another process; stopped following it"));
+                self.notes.push(format!(
+                    "pid {pid} exited and was reused by another process; stopped following it"
+                ));
                 self.sampler.remove_target(pid);
                 continue;
             }
             match std::fs::read_to_string(format!("/proc/{pid}/status")) {
                 // Thread creation fires the fork tracepoint too: drop tids that are not processes.
                 Ok(status)
-                    if status.lines().any(|l| l.split_whitespace().eq(["Tgid:", &pid.to_string()]))
-                        && !status.lines().any(|l| l.starts_with("State:") && (l.contains("zombie") || l.contains("dead"))) =>
+                    if status
+                        .lines()
+                        .any(|l| l.split_whitespace().eq(["Tgid:", &pid.to_string()]))
+                        && !status.lines().any(|l| {
+                            l.starts_with("State:") && (l.contains("zombie") || l.contains("dead"))
+                        }) =>
                 {
                     live.push(pid)
                 }
@@ -262,9 +298,21 @@ impl Recorder {
         let mut seen_this_drain = std::collections::HashSet::new();
         for (key, count) in drained.counts {
             self.counters.samples += count;
-            let SampleKey { tgid, tid, generation, kernel_stack_id, user_stack_hash, sp_words, bp_minus_sp } = key;
+            let SampleKey {
+                tgid,
+                tid,
+                generation,
+                kernel_stack_id,
+                user_stack_hash,
+                sp_words,
+                bp_minus_sp,
+            } = key;
             let mut frames = Vec::new();
-            if let Some(k) = drained.kernel_stacks.get(&kernel_stack_id).filter(|_| kernel_stack_id >= 0) {
+            if let Some(k) = drained
+                .kernel_stacks
+                .get(&kernel_stack_id)
+                .filter(|_| kernel_stack_id >= 0)
+            {
                 frames.extend(k.iter().map(|&pc| FrameRef::Kernel { pc }));
                 if self.kallsyms.is_none() {
                     self.kallsyms = Some(std::thread::spawn(|| Kallsyms::load().ok()));
@@ -281,8 +329,14 @@ impl Recorder {
                     self.counters.truncated_stacks += count;
                 }
                 // Refresh a stale snapshot once per drain when the IP is not mapped (dlopen).
-                let state = self.processes.get_mut(&(tgid, generation)).expect("inserted above");
-                let unmapped = state.snapshot.as_ref().is_some_and(|s| user.first().is_some_and(|&ip| s.resolve(ip).is_none()));
+                let state = self
+                    .processes
+                    .get_mut(&(tgid, generation))
+                    .expect("inserted above");
+                let unmapped = state
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| user.first().is_some_and(|&ip| s.resolve(ip).is_none()));
                 if unmapped && state.refreshed_at_drain != drain_no && parse_pid_alive(tgid) {
                     state.refreshed_at_drain = drain_no;
                     if let Ok(s) = ProcessSnapshot::take(tgid, generation, &mut self.cache) {
@@ -290,12 +344,21 @@ impl Recorder {
                     }
                 }
                 let state = &self.processes[&(tgid, generation)];
-                let completed = unwind::complete_stack(state.snapshot.as_ref(), user, sp_words, bp_minus_sp, &mut self.counters.repair);
+                let completed = unwind::complete_stack(
+                    state.snapshot.as_ref(),
+                    user,
+                    sp_words,
+                    bp_minus_sp,
+                    &mut self.counters.repair,
+                );
                 let resolved: Vec<_> = completed
                     .iter()
                     .map(|f| {
                         let r = state.snapshot.as_ref().and_then(|s| s.resolve(f.pc));
-                        (*f, r.map(|r| (r.object.clone(), r.link_address, r.mapped.entry.clone())))
+                        (
+                            *f,
+                            r.map(|r| (r.object.clone(), r.link_address, r.mapped.entry.clone())),
+                        )
                     })
                     .collect();
                 for (f, r) in resolved {
@@ -314,14 +377,30 @@ impl Recorder {
                             };
                             let mapping = self.builder.mapping(&mut self.profile, mapping);
                             let object = self.object_id(&object);
-                            FrameRef::User { object, mapping, pc: f.pc, link, kind: f.kind }
+                            FrameRef::User {
+                                object,
+                                mapping,
+                                pc: f.pc,
+                                link,
+                                kind: f.kind,
+                            }
                         }
-                        None => FrameRef::Unknown { pc: f.pc, kind: f.kind },
+                        None => FrameRef::Unknown {
+                            pc: f.pc,
+                            kind: f.kind,
+                        },
                     };
                     frames.push(fref);
                 }
             }
-            *self.counts.entry(StackKey { pid: tgid, tid, frames }).or_default() += count;
+            *self
+                .counts
+                .entry(StackKey {
+                    pid: tgid,
+                    tid,
+                    frames,
+                })
+                .or_default() += count;
         }
     }
 
@@ -353,15 +432,32 @@ impl Recorder {
                 location_ids.push(id);
             }
             let mut labels = vec![
-                Label { key: "pid".into(), value: LabelValue::Num(key.pid as i64) },
-                Label { key: "tid".into(), value: LabelValue::Num(key.tid as i64) },
+                Label {
+                    key: "pid".into(),
+                    value: LabelValue::Num(key.pid as i64),
+                },
+                Label {
+                    key: "tid".into(),
+                    value: LabelValue::Num(key.tid as i64),
+                },
             ];
             if let Some(comm) = self.comms.get(&key.pid) {
-                labels.push(Label { key: "process".into(), value: LabelValue::Str(comm.clone()) });
+                labels.push(Label {
+                    key: "process".into(),
+                    value: LabelValue::Str(comm.clone()),
+                });
             }
-            samples.push(Sample { location_ids, values: vec![count as i64, count as i64 * period], labels });
+            samples.push(Sample {
+                location_ids,
+                values: vec![count as i64, count as i64 * period],
+                labels,
+            });
         }
-        samples.sort_by(|a, b| b.values[0].cmp(&a.values[0]).then_with(|| a.location_ids.cmp(&b.location_ids)));
+        samples.sort_by(|a, b| {
+            b.values[0]
+                .cmp(&a.values[0])
+                .then_with(|| a.location_ids.cmp(&b.location_ids))
+        });
         self.profile.samples = samples;
         // One line per Go binary, version first (the report finds the matching GOROOT by it).
         for o in &self.objects {
@@ -372,7 +468,11 @@ impl Recorder {
             if let Some(m) = &b.module_path {
                 details.push(format!("module {m}"));
             }
-            if let Some(m) = b.main_path.as_ref().filter(|m| Some(*m) != b.module_path.as_ref()) {
+            if let Some(m) = b
+                .main_path
+                .as_ref()
+                .filter(|m| Some(*m) != b.module_path.as_ref())
+            {
                 details.push(format!("main {m}"));
             }
             let id = o.build_id();
@@ -387,17 +487,37 @@ impl Recorder {
         let mut lost = Vec::new();
         for (stat, what) in [
             (Stat::LostCountMapFull, "samples lost: count map full"),
-            (Stat::LostUserStackMapFull, "user stacks lost: stack map full"),
-            (Stat::LostKernelStackCollision, "kernel stacks lost: stack-id collision"),
-            (Stat::LostKernelStackOther, "kernel stacks lost: other error"),
+            (
+                Stat::LostUserStackMapFull,
+                "user stacks lost: stack map full",
+            ),
+            (
+                Stat::LostKernelStackCollision,
+                "kernel stacks lost: stack-id collision",
+            ),
+            (
+                Stat::LostKernelStackOther,
+                "kernel stacks lost: other error",
+            ),
             (Stat::LostEvents, "fork/exec events lost: ring buffer full"),
         ] {
             lost.push((what.to_string(), stats[stat as usize]));
         }
-        lost.push(("user stacks truncated at 192 frames".into(), stats[Stat::TruncatedStacks as usize]));
-        lost.push(("user stack walks ended by a read fault".into(), stats[Stat::UserReadFault as usize]));
+        lost.push((
+            "user stacks truncated at 192 frames".into(),
+            stats[Stat::TruncatedStacks as usize],
+        ));
+        lost.push((
+            "user stack walks ended by a read fault".into(),
+            stats[Stat::UserReadFault as usize],
+        ));
         let (agent_cpu, agent_max_rss) = own_usage();
-        self.profile.stats = Some(RecordingStats { lost, agent_cpu, agent_max_rss, notes: self.notes.clone() });
+        self.profile.stats = Some(RecordingStats {
+            lost,
+            agent_cpu,
+            agent_max_rss,
+            notes: self.notes.clone(),
+        });
         // Detaching the programs waits for RCU grace periods (tens of ms per tracepoint link):
         // let that happen beside the report instead of before it.
         let sampler = self.sampler;
@@ -406,49 +526,105 @@ impl Recorder {
     }
 
     fn function(&mut self, name: &str, file: &str, start_line: i64) -> u64 {
-        let f = Function { name: name.to_string(), system_name: name.to_string(), filename: file.to_string(), start_line };
+        let f = Function {
+            name: name.to_string(),
+            system_name: name.to_string(),
+            filename: file.to_string(),
+            start_line,
+        };
         self.builder.function(&mut self.profile, f)
     }
 
-    fn locate(&mut self, f: &FrameRef, kallsyms: Option<&Kallsyms>, scratch: &mut Vec<(String, String, u32, u32)>) -> Location {
+    fn locate(
+        &mut self,
+        f: &FrameRef,
+        kallsyms: Option<&Kallsyms>,
+        scratch: &mut Vec<(String, String, u32, u32)>,
+    ) -> Location {
         match *f {
             FrameRef::Kernel { pc } => {
-                let name = kallsyms.and_then(|k| k.lookup(pc)).map(str::to_string).unwrap_or_else(|| format!("[kernel] {pc:#x}"));
+                let name = kallsyms
+                    .and_then(|k| k.lookup(pc))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("[kernel] {pc:#x}"));
                 let function_id = self.function(&name, "", 0);
-                Location { mapping_id: 0, address: pc, lines: vec![Line { function_id, line: 0 }] }
+                Location {
+                    mapping_id: 0,
+                    address: pc,
+                    lines: vec![Line {
+                        function_id,
+                        line: 0,
+                    }],
+                }
             }
             FrameRef::Unknown { pc, kind } => {
                 let function_id = self.function(&format!("[unknown] {pc:#x}"), "", 0);
-                Location { mapping_id: 0, address: call_pc(pc, kind), lines: vec![Line { function_id, line: 0 }] }
+                Location {
+                    mapping_id: 0,
+                    address: call_pc(pc, kind),
+                    lines: vec![Line {
+                        function_id,
+                        line: 0,
+                    }],
+                }
             }
-            FrameRef::User { object, mapping, pc, link, kind } => {
+            FrameRef::User {
+                object,
+                mapping,
+                pc,
+                link,
+                kind,
+            } => {
                 let object = self.objects[object].clone();
                 scratch.clear();
                 if let Some(go) = &object.go {
                     let mut frames: Vec<Frame<'_>> = Vec::new();
                     if go.frames(link, kind, &mut frames).is_ok() {
-                        scratch.extend(frames.iter().map(|fr| (fr.function.to_string(), fr.file.to_string(), fr.line, fr.start_line)));
+                        scratch.extend(frames.iter().map(|fr| {
+                            (
+                                fr.function.to_string(),
+                                fr.file.to_string(),
+                                fr.line,
+                                fr.start_line,
+                            )
+                        }));
                     }
                 }
                 let lines = if !scratch.is_empty() {
                     let items = std::mem::take(scratch);
                     let lines = items
                         .iter()
-                        .map(|(name, file, line, start)| Line { function_id: self.function(name, file, *start as i64), line: *line as i64 })
+                        .map(|(name, file, line, start)| Line {
+                            function_id: self.function(name, file, *start as i64),
+                            line: *line as i64,
+                        })
                         .collect();
                     *scratch = items;
                     lines
                 } else if let Some(dwarf_frames) = object
                     .dwarf()
-                    .map(|d| d.frames(if kind == PcKind::Return { link.saturating_sub(1) } else { link }))
+                    .map(|d| {
+                        d.frames(if kind == PcKind::Return {
+                            link.saturating_sub(1)
+                        } else {
+                            link
+                        })
+                    })
                     .filter(|f| !f.is_empty())
                 {
                     dwarf_frames
                         .iter()
-                        .map(|f| Line { function_id: self.function(&f.function, &f.file, 0), line: i64::from(f.line) })
+                        .map(|f| Line {
+                            function_id: self.function(&f.function, &f.file, 0),
+                            line: i64::from(f.line),
+                        })
                         .collect()
                 } else {
-                    let lookup = if kind == PcKind::Return { link.saturating_sub(1) } else { link };
+                    let lookup = if kind == PcKind::Return {
+                        link.saturating_sub(1)
+                    } else {
+                        link
+                    };
                     let name = match object.elf_symbols().lookup(lookup) {
                         Some((name, _)) => name.to_string(),
                         None => {
@@ -456,9 +632,16 @@ impl Recorder {
                             format!("{base}+{link:#x}")
                         }
                     };
-                    vec![Line { function_id: self.function(&name, "", 0), line: 0 }]
+                    vec![Line {
+                        function_id: self.function(&name, "", 0),
+                        line: 0,
+                    }]
                 };
-                Location { mapping_id: mapping, address: call_pc(pc, kind), lines }
+                Location {
+                    mapping_id: mapping,
+                    address: call_pc(pc, kind),
+                    lines,
+                }
             }
         }
     }
@@ -470,7 +653,11 @@ impl Recorder {
 
 /// pprof's convention: a caller's location address is the call instruction (return - 1).
 fn call_pc(pc: u64, kind: PcKind) -> u64 {
-    if kind == PcKind::Return { pc.saturating_sub(1) } else { pc }
+    if kind == PcKind::Return {
+        pc.saturating_sub(1)
+    } else {
+        pc
+    }
 }
 
 /// CPU time (user + system) and peak RSS of this process.
@@ -479,7 +666,10 @@ pub fn own_usage() -> (Duration, u64) {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
+    (
+        tv(ru.ru_utime) + tv(ru.ru_stime),
+        ru.ru_maxrss as u64 * 1024,
+    )
 }
 
 /// Runs a recording to its end: duration, Ctrl-C, or every target gone.
@@ -492,7 +682,11 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
         child = Some((pid, handle));
     }
     if !quiet {
-        let what = if opts.all { "all processes".to_string() } else { format!("pid {:?}", recorder.opts.pids) };
+        let what = if opts.all {
+            "all processes".to_string()
+        } else {
+            format!("pid {:?}", recorder.opts.pids)
+        };
         eprintln!(
             "gprof-bpf: sampling {what} at {} Hz on {} CPUs{}",
             opts.frequency_hz,
@@ -509,7 +703,8 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let sleep_until =
+            deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = &mut ctrl_c => break,
             _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => break,
@@ -542,12 +737,17 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
 fn spawn_held(
     command: &[String],
     mut register: impl FnMut(u32) -> Result<()>,
-) -> Result<(u32, std::thread::JoinHandle<std::io::Result<std::process::ExitStatus>>)> {
+) -> Result<(
+    u32,
+    std::thread::JoinHandle<std::io::Result<std::process::ExitStatus>>,
+)> {
     use std::os::unix::process::CommandExt as _;
     let mut go = [0i32; 2];
     let mut pid_pipe = [0i32; 2];
     // SAFETY: pipe() fills the arrays.
-    if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0 || unsafe { libc::pipe2(pid_pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0
+        || unsafe { libc::pipe2(pid_pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0
+    {
         bail!("pipe: {}", std::io::Error::last_os_error());
     }
     let (go_r, go_w, pid_r, pid_w) = (go[0], go[1], pid_pipe[0], pid_pipe[1]);
@@ -572,7 +772,9 @@ fn spawn_held(
     unsafe { libc::close(pid_r) };
     unsafe { libc::close(pid_w) };
     if n != 4 {
-        let err = handle.join().map_err(|_| anyhow::anyhow!("spawn thread panicked"))?;
+        let err = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("spawn thread panicked"))?;
         bail!("cannot start {name}: {:?}", err.err());
     }
     let registered = register(pid as u32);

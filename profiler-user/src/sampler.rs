@@ -92,7 +92,9 @@ fn fork_child_pid_offset() -> Result<u32> {
         "/sys/kernel/tracing/events/sched/sched_process_fork/format",
         "/sys/kernel/debug/tracing/events/sched/sched_process_fork/format",
     ];
-    let mut text = candidates.iter().find_map(|p| std::fs::read_to_string(p).ok());
+    let mut text = candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok());
     if text.is_none() {
         // tracefs is not mounted (common in minimal containers): mount it where it belongs.
         let _ = std::process::Command::new("mount")
@@ -100,7 +102,8 @@ fn fork_child_pid_offset() -> Result<u32> {
             .status();
         text = std::fs::read_to_string(candidates[0]).ok();
     }
-    let text = text.context("cannot read the sched_process_fork tracepoint format (is tracefs mounted?)")?;
+    let text =
+        text.context("cannot read the sched_process_fork tracepoint format (is tracefs mounted?)")?;
     parse_field_offset(&text, "child_pid").context("no child_pid in sched_process_fork format")
 }
 
@@ -111,7 +114,9 @@ fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
         if decl.split_whitespace().last()? != field {
             return None;
         }
-        let off = l.split(';').find_map(|p| p.trim().strip_prefix("offset:"))?;
+        let off = l
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("offset:"))?;
         off.trim().parse().ok()
     })
 }
@@ -120,7 +125,9 @@ fn take<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, name: &str) -> Result<T>
 where
     T::Error: std::error::Error + Send + Sync + 'static,
 {
-    let map = ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"))?;
+    let map = ebpf
+        .take_map(name)
+        .with_context(|| format!("map {name} missing from the eBPF object"))?;
     T::try_from(map).with_context(|| format!("map {name}"))
 }
 
@@ -129,15 +136,24 @@ impl Sampler {
     pub fn start(opts: &SamplerOptions) -> Result<Self> {
         check_privileges()?;
         // Old kernels charge BPF maps to RLIMIT_MEMLOCK; harmless on new ones.
-        let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        let rlim = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
         // SAFETY: plain syscall with a valid pointer.
         unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
 
         let fork_offset = fork_child_pid_offset()?;
-        let mut ebpf = EbpfLoader::new().load(OBJECT).context("loading the eBPF object")?;
+        let mut ebpf = EbpfLoader::new()
+            .load(OBJECT)
+            .context("loading the eBPF object")?;
         let mut control: Array<MapData, u32> = take(&mut ebpf, "CONTROL")?;
         control.set(Control::ActiveSet as u32, 0, 0)?;
-        control.set(Control::AllProcesses as u32, u32::from(opts.all_processes), 0)?;
+        control.set(
+            Control::AllProcesses as u32,
+            u32::from(opts.all_processes),
+            0,
+        )?;
         control.set(Control::ForkChildPidOffset as u32, fork_offset, 0)?;
         let max_stack = std::fs::read_to_string("/proc/sys/kernel/perf_event_max_stack")
             .ok()
@@ -145,18 +161,27 @@ impl Sampler {
             .unwrap_or(127);
         control.set(Control::KernelStackCap as u32, max_stack.min(127), 0)?;
 
-        for (prog, tp) in [("on_fork", "sched_process_fork"), ("on_exec", "sched_process_exec")] {
+        for (prog, tp) in [
+            ("on_fork", "sched_process_fork"),
+            ("on_exec", "sched_process_exec"),
+        ] {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
                 .with_context(|| format!("program {prog} missing"))?
                 .try_into()?;
             p.load().with_context(|| format!("loading {prog}"))?;
-            p.attach("sched", tp).with_context(|| format!("attaching {prog} to sched/{tp}"))?;
+            p.attach("sched", tp)
+                .with_context(|| format!("attaching {prog} to sched/{tp}"))?;
         }
 
         let cpus = aya::util::online_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
-        let program: &mut PerfEvent = ebpf.program_mut("sample").context("program sample missing")?.try_into()?;
-        program.load().context("loading the perf_event program (verifier)")?;
+        let program: &mut PerfEvent = ebpf
+            .program_mut("sample")
+            .context("program sample missing")?
+            .try_into()?;
+        program
+            .load()
+            .context("loading the perf_event program (verifier)")?;
         for &cpu in &cpus {
             program
                 .attach(
@@ -195,7 +220,10 @@ impl Sampler {
     }
 
     pub fn add_target(&mut self, tgid: u32, follow_children: bool) -> Result<()> {
-        let info = TargetInfo { generation: 0, follow_children: u32::from(follow_children) };
+        let info = TargetInfo {
+            generation: 0,
+            follow_children: u32::from(follow_children),
+        };
         // BPF_NOEXIST: never reset the generation of a target the kernel already tracks.
         match self.targets.insert(tgid, info, 1 /* BPF_NOEXIST */) {
             Ok(()) => Ok(()),
@@ -250,7 +278,8 @@ impl Sampler {
     pub fn drain(&mut self) -> Result<Drained> {
         let draining = self.active as usize;
         self.active ^= 1;
-        self.control.set(Control::ActiveSet as u32, self.active, 0)?;
+        self.control
+            .set(Control::ActiveSet as u32, self.active, 0)?;
         // A program that read the old index just before the switch finishes within
         // microseconds; give it ample time before reading that set.
         std::thread::sleep(Duration::from_millis(2));
@@ -267,7 +296,8 @@ impl Sampler {
         for hash in hashes {
             if let Ok(stack) = set.short_stacks.get(&hash, 0) {
                 let len = (stack.len as usize).min(SHORT_STACK_FRAMES);
-                out.user_stacks.insert(hash, (stack.frames[..len].to_vec(), stack.truncated != 0));
+                out.user_stacks
+                    .insert(hash, (stack.frames[..len].to_vec(), stack.truncated != 0));
             }
             let _ = set.short_stacks.remove(&hash);
         }
@@ -275,14 +305,20 @@ impl Sampler {
         for hash in hashes {
             if let Ok(stack) = set.long_stacks.get(&hash, 0) {
                 let len = (stack.len as usize).min(MAX_USER_FRAMES);
-                out.user_stacks.insert(hash, (stack.frames[..len].to_vec(), stack.truncated != 0));
+                out.user_stacks
+                    .insert(hash, (stack.frames[..len].to_vec(), stack.truncated != 0));
             }
             let _ = set.long_stacks.remove(&hash);
         }
-        let ids: Vec<u32> = set.kernel_stacks.stack_ids().filter_map(|k| k.ok()).collect();
+        let ids: Vec<u32> = set
+            .kernel_stacks
+            .stack_ids()
+            .filter_map(|k| k.ok())
+            .collect();
         for id in ids {
             if let Ok(stack) = set.kernel_stacks.get(&id, 0) {
-                out.kernel_stacks.insert(id as i32, stack.frames().iter().map(|f| f.ip).collect());
+                out.kernel_stacks
+                    .insert(id as i32, stack.frames().iter().map(|f| f.ip).collect());
             }
             let _ = set.kernel_stacks.remove(&id);
         }

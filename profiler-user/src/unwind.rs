@@ -30,7 +30,10 @@ pub struct RepairStats {
 /// Functions the runtime calls on behalf of the interrupted code: the frame above them is the
 /// faulting/interrupted instruction itself, not a return address.
 fn is_injected_call(name: &str) -> bool {
-    matches!(name, "runtime.sigpanic" | "runtime.asyncPreempt" | "runtime.debugCallV2")
+    matches!(
+        name,
+        "runtime.sigpanic" | "runtime.asyncPreempt" | "runtime.debugCallV2"
+    )
 }
 
 /// Turns the kernel's frames (`frames[0]` = IP, then return addresses) into frames to
@@ -46,12 +49,21 @@ pub fn complete_stack(
     let Some((&ip, callers)) = frames.split_first() else {
         return out;
     };
-    out.push(UserFrame { pc: ip, kind: PcKind::Leaf });
+    out.push(UserFrame {
+        pc: ip,
+        kind: PcKind::Leaf,
+    });
     if let Some(ret) = snapshot.and_then(|s| missing_caller(s, ip, sp_words, bp_minus_sp)) {
-        out.push(UserFrame { pc: ret, kind: PcKind::Return });
+        out.push(UserFrame {
+            pc: ret,
+            kind: PcKind::Return,
+        });
         stats.inserted += 1;
     }
-    out.extend(callers.iter().map(|&pc| UserFrame { pc, kind: PcKind::Return }));
+    out.extend(callers.iter().map(|&pc| UserFrame {
+        pc,
+        kind: PcKind::Return,
+    }));
 
     let Some(snapshot) = snapshot else {
         return out;
@@ -63,8 +75,12 @@ pub fn complete_stack(
             out[i].kind = PcKind::AfterInjectedCall;
         }
         prev_injected = false;
-        let Some(r) = snapshot.resolve(out[i].pc) else { continue };
-        let Some(go) = r.object.go.as_ref() else { continue };
+        let Some(r) = snapshot.resolve(out[i].pc) else {
+            continue;
+        };
+        let Some(go) = r.object.go.as_ref() else {
+            continue;
+        };
         let lookup = match out[i].kind {
             PcKind::Return if r.link_address > 0 => r.link_address - 1,
             _ => r.link_address,
@@ -83,7 +99,12 @@ pub fn complete_stack(
 
 /// The return address of the interrupted Go function when the frame-pointer walk cannot see
 /// it (see the module comment), or None.
-fn missing_caller(snapshot: &ProcessSnapshot, ip: u64, sp_words: [u64; 2], bp_minus_sp: u64) -> Option<u64> {
+fn missing_caller(
+    snapshot: &ProcessSnapshot,
+    ip: u64,
+    sp_words: [u64; 2],
+    bp_minus_sp: u64,
+) -> Option<u64> {
     let r = snapshot.resolve(ip)?;
     let go = r.object.go.as_ref()?;
     let d = go.sp_delta(r.link_address).ok()??;

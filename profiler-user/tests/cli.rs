@@ -4,7 +4,10 @@
 use std::process::{Command, Output};
 
 fn gprof(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gprof-bpf")).args(args).output().expect("run gprof-bpf")
+    Command::new(env!("CARGO_BIN_EXE_gprof-bpf"))
+        .args(args)
+        .output()
+        .expect("run gprof-bpf")
 }
 
 fn is_root() -> bool {
@@ -21,13 +24,20 @@ fn assert_clean_error(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.starts_with("gprof-bpf: error:"), "stderr: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr}"
+    );
     assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
 }
 
 #[test]
 fn usage_errors() {
-    assert_clean_error(&gprof(&["--all", "--pid", "1", "-d", "1"]), "--all and --pid");
+    assert_clean_error(
+        &gprof(&["--all", "--pid", "1", "-d", "1"]),
+        "--all and --pid",
+    );
     assert_clean_error(&gprof(&["--pid", "1", "-F", "0"]), "--frequency");
     assert_clean_error(&gprof(&["-d", "1"]), "nothing to profile");
     let out = gprof(&["--pid", "1", "-d", "5x"]);
@@ -41,7 +51,10 @@ fn bad_files_are_clear_errors() {
     let junk = dir.join("junk.pb.gz");
     std::fs::write(&junk, b"\x1f\x8b\x08\x00garbage that is not a profile").unwrap();
     assert_clean_error(&gprof(&["report", junk.to_str().unwrap()]), "junk.pb.gz");
-    assert_clean_error(&gprof(&["report", "/nonexistent/x.pb.gz"]), "reading /nonexistent/x.pb.gz");
+    assert_clean_error(
+        &gprof(&["report", "/nonexistent/x.pb.gz"]),
+        "reading /nonexistent/x.pb.gz",
+    );
     let not_elf = dir.join("not-elf");
     std::fs::write(&not_elf, b"#!/bin/sh\necho hi\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_gprof-bpf"))
@@ -49,7 +62,12 @@ fn bad_files_are_clear_errors() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    assert_ne!(out.status.code(), Some(101), "panicked: {}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "panicked: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -57,7 +75,10 @@ fn missing_pid_is_one_line() {
     if !is_root() {
         return;
     }
-    assert_clean_error(&gprof(&["--pid", "999999999", "-d", "1"]), "no process with pid 999999999");
+    assert_clean_error(
+        &gprof(&["--pid", "999999999", "-d", "1"]),
+        "no process with pid 999999999",
+    );
 }
 
 #[test]
@@ -67,14 +88,23 @@ fn without_capabilities_says_which_are_missing() {
     }
     // Drop to an unprivileged user with no capabilities, as a user who forgot sudo would be.
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
         .arg(env!("CARGO_BIN_EXE_gprof-bpf"))
         .args(["--pid", "1", "-d", "1"])
         .output()
         .expect("setpriv (util-linux)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("CAP_BPF") && stderr.contains("CAP_PERFMON"), "{stderr}");
+    assert!(
+        stderr.contains("CAP_BPF") && stderr.contains("CAP_PERFMON"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -105,10 +135,17 @@ fn records_a_command_into_every_format() {
     // Machine-read outputs only: the footer goes to stderr.
     assert!(stderr.contains("profiler CPU time"), "{stderr}");
     let folded_text = std::fs::read_to_string(&folded).unwrap();
-    let samples: u64 = folded_text.lines().filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum();
+    let samples: u64 = folded_text
+        .lines()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
     assert!(samples > 10, "{folded_text}");
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     let report = gprof(&["report", pb.to_str().unwrap(), "--top", "5"]);
-    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
     assert!(String::from_utf8_lossy(&report.stdout).contains("flat%"));
 }

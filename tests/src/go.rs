@@ -35,12 +35,15 @@ pub fn newest() -> Result<String> {
 
 /// Path of the repository's `tests/fixtures/go/<name>` directory.
 pub fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/go").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/go")
+        .join(name)
 }
 
 /// A `go` command for `version` with a clean, offline, reproducible environment.
 pub fn go_command(version: &str) -> Result<Command> {
-    let root = goroot(version).with_context(|| format!("Go {version} not installed: run scripts/setup.sh"))?;
+    let root = goroot(version)
+        .with_context(|| format!("Go {version} not installed: run scripts/setup.sh"))?;
     let mut cmd = Command::new(root.join("bin/go"));
     let cache = target_dir().join("go-cache");
     cmd.env("GOROOT", &root)
@@ -50,7 +53,14 @@ pub fn go_command(version: &str) -> Result<Command> {
         .env("GOCACHE", cache.join("build").join(version))
         .env("GOPATH", cache.join("gopath"))
         .env("GO111MODULE", "on")
-        .env("PATH", format!("{}:{}", root.join("bin").display(), std::env::var("PATH").unwrap_or_default()));
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                root.join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
     Ok(cmd)
 }
 
@@ -71,24 +81,39 @@ pub fn build(name: &str, version: &str, args: &[&str], env: &[(&str, &str)]) -> 
     let env_words = env.iter().map(|(k, v)| format!("{k}={v}"));
     for a in args.iter().map(|a| a.to_string()).chain(env_words) {
         tag.push('_');
-        tag.extend(a.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }));
+        tag.extend(a.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        }));
     }
     let out_dir = target_dir().join("go-fixtures");
     std::fs::create_dir_all(&out_dir)?;
     let out = out_dir.join(tag);
     let newest_src = newest_mtime(&src)?;
-    if std::fs::metadata(&out).and_then(|m| m.modified()).is_ok_and(|t| t >= newest_src) {
+    if std::fs::metadata(&out)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= newest_src)
+    {
         return Ok(out);
     }
     let mut cmd = go_command(version)?;
-    cmd.current_dir(&src).arg("build").arg("-o").arg(&out).args(args);
+    cmd.current_dir(&src)
+        .arg("build")
+        .arg("-o")
+        .arg(&out)
+        .args(args);
     if !env.iter().any(|(k, _)| *k == "CGO_ENABLED") {
         cmd.env("CGO_ENABLED", "0");
     }
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let output = cmd.output().with_context(|| format!("running go build for {name}"))?;
+    let output = cmd
+        .output()
+        .with_context(|| format!("running go build for {name}"))?;
     if !output.status.success() {
         bail!(
             "go {version} build {name} {args:?} failed:\n{}",

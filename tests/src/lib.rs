@@ -12,6 +12,8 @@ pub fn require_root(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    eprintln!("\n!!!! SKIPPED {test}: needs root (CAP_BPF + CAP_PERFMON); run the suite as root !!!!\n");
+    eprintln!(
+        "\n!!!! SKIPPED {test}: needs root (CAP_BPF + CAP_PERFMON); run the suite as root !!!!\n"
+    );
     false
 }

@@ -77,4 +77,3 @@ pub fn normalize(text: &str, pprof_text: &str) -> String {
     }
     out
 }
-

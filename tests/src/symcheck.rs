@@ -33,7 +33,13 @@ pub enum Link {
 }
 
 impl Link {
-    pub const ALL: [Link; 5] = [Link::Internal, Link::Pie, Link::External, Link::PieExternal, Link::PieLld];
+    pub const ALL: [Link; 5] = [
+        Link::Internal,
+        Link::Pie,
+        Link::External,
+        Link::PieExternal,
+        Link::PieLld,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -62,8 +68,20 @@ pub struct Build {
 }
 
 impl Build {
-    pub fn new(version: &str, goarch: &'static str, link: Link, strip: bool, trimpath: bool) -> Build {
-        Build { version: version.to_string(), goarch, link, strip, trimpath }
+    pub fn new(
+        version: &str,
+        goarch: &'static str,
+        link: Link,
+        strip: bool,
+        trimpath: bool,
+    ) -> Build {
+        Build {
+            version: version.to_string(),
+            goarch,
+            link,
+            strip,
+            trimpath,
+        }
     }
 
     /// Short column name, e.g. `pie-lld+strip+trim`.
@@ -84,7 +102,10 @@ impl Build {
 
     /// The same build without `-s -w`: where the tests take symbol addresses from.
     pub fn unstripped(&self) -> Build {
-        Build { strip: false, ..self.clone() }
+        Build {
+            strip: false,
+            ..self.clone()
+        }
     }
 
     /// `go build` arguments and environment, as given to [`go::build`].
@@ -119,7 +140,10 @@ impl Build {
         if !ldflags.is_empty() {
             args.push(format!("-ldflags={}", ldflags.join(" ")));
         }
-        env.push(("CGO_ENABLED".into(), if self.link.cgo() { "1" } else { "0" }.into()));
+        env.push((
+            "CGO_ENABLED".into(),
+            if self.link.cgo() { "1" } else { "0" }.into(),
+        ));
         (args, env)
     }
 
@@ -128,7 +152,8 @@ impl Build {
         let (args, env) = self.go_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        go::build(name, &self.version, &args, &env).with_context(|| format!("building {name} ({})", self.label()))
+        go::build(name, &self.version, &args, &env)
+            .with_context(|| format!("building {name} ({})", self.label()))
     }
 }
 
@@ -139,10 +164,17 @@ pub fn lld_dir() -> Result<PathBuf> {
     if link.exists() {
         return Ok(dir);
     }
-    let found = ["ld.lld", "ld.lld-22", "ld.lld-21", "ld.lld-20", "ld.lld-19", "ld.lld-18"]
-        .iter()
-        .find_map(|n| which(n))
-        .context("no ld.lld found: install lld")?;
+    let found = [
+        "ld.lld",
+        "ld.lld-22",
+        "ld.lld-21",
+        "ld.lld-20",
+        "ld.lld-19",
+        "ld.lld-18",
+    ]
+    .iter()
+    .find_map(|n| which(n))
+    .context("no ld.lld found: install lld")?;
     std::fs::create_dir_all(&dir)?;
     match std::os::unix::fs::symlink(&found, &link) {
         Ok(()) => {}
@@ -155,14 +187,22 @@ pub fn lld_dir() -> Result<PathBuf> {
 /// First executable called `name` on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The first installed `llvm-symbolizer` (versioned Debian names first, newest first).
 pub fn llvm_symbolizer() -> Option<PathBuf> {
-    ["llvm-symbolizer-22", "llvm-symbolizer-21", "llvm-symbolizer-20", "llvm-symbolizer-19", "llvm-symbolizer"]
-        .iter()
-        .find_map(|n| which(n))
+    [
+        "llvm-symbolizer-22",
+        "llvm-symbolizer-21",
+        "llvm-symbolizer-20",
+        "llvm-symbolizer-19",
+        "llvm-symbolizer",
+    ]
+    .iter()
+    .find_map(|n| which(n))
 }
 
 /// The matrix versions that are installed; prints a loud message for every missing one.
@@ -182,9 +222,14 @@ pub fn installed_versions(test: &str) -> Vec<&'static str> {
 }
 
 /// Runs `f` over `items` on `threads` worker threads; results keep the input order.
-pub fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {
@@ -199,7 +244,10 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T
             });
         }
     });
-    results.into_iter().map(|m| m.into_inner().unwrap().unwrap()).collect()
+    results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap().unwrap())
+        .collect()
 }
 
 /// Worker threads for builds: the CPU count (at least 2; `go build` is itself parallel, but a
@@ -208,7 +256,12 @@ pub fn build_threads() -> usize {
     std::env::var("GPROF_TEST_THREADS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2)
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,7 +309,9 @@ pub struct FixtureRun {
 
 /// Runs a `callers` fixture binary and parses its output.
 pub fn run_callers(bin: &Path) -> Result<FixtureRun> {
-    let output = Command::new(bin).output().with_context(|| format!("running {}", bin.display()))?;
+    let output = Command::new(bin)
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
     ensure!(
         output.status.success(),
         "{} failed ({}): {}",
@@ -264,7 +319,8 @@ pub fn run_callers(bin: &Path) -> Result<FixtureRun> {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    parse_callers(&String::from_utf8(output.stdout)?).with_context(|| format!("parsing output of {}", bin.display()))
+    parse_callers(&String::from_utf8(output.stdout)?)
+        .with_context(|| format!("parsing output of {}", bin.display()))
 }
 
 fn hex(s: &str) -> Result<u64> {
@@ -282,18 +338,31 @@ pub fn parse_callers(text: &str) -> Result<FixtureRun> {
         match f[0] {
             "ANCHOR" => anchor = Some((f[1].to_string(), hex(f[2])?)),
             "PHDR" => phdr = Some(hex(f[1])?),
-            "STACK" => cur = Some(Stack { tag: f[1].to_string(), raw: Vec::new(), frames: Vec::new() }),
-            "PC" => cur.as_mut().context("PC outside STACK")?.raw.push(hex(f[1])?),
+            "STACK" => {
+                cur = Some(Stack {
+                    tag: f[1].to_string(),
+                    raw: Vec::new(),
+                    frames: Vec::new(),
+                })
+            }
+            "PC" => cur
+                .as_mut()
+                .context("PC outside STACK")?
+                .raw
+                .push(hex(f[1])?),
             "FRAME" => {
                 ensure!(f.len() == 7, "bad FRAME line {line:?}");
-                cur.as_mut().context("FRAME outside STACK")?.frames.push(GoFrame {
-                    pc: hex(f[1])?,
-                    entry: hex(f[2])?,
-                    physical: f[3] == "1",
-                    function: f[4].to_string(),
-                    file: f[5].to_string(),
-                    line: f[6].parse()?,
-                })
+                cur.as_mut()
+                    .context("FRAME outside STACK")?
+                    .frames
+                    .push(GoFrame {
+                        pc: hex(f[1])?,
+                        entry: hex(f[2])?,
+                        physical: f[3] == "1",
+                        function: f[4].to_string(),
+                        file: f[5].to_string(),
+                        line: f[6].parse()?,
+                    })
             }
             "END" => stacks.push(cur.take().context("END outside STACK")?),
             "DONE" => done = true,
@@ -301,7 +370,11 @@ pub fn parse_callers(text: &str) -> Result<FixtureRun> {
         }
     }
     ensure!(done, "fixture output is truncated (no DONE line)");
-    Ok(FixtureRun { anchor: anchor.context("no ANCHOR line")?, phdr: phdr.context("no PHDR line")?, stacks })
+    Ok(FixtureRun {
+        anchor: anchor.context("no ANCHOR line")?,
+        phdr: phdr.context("no PHDR line")?,
+        stacks,
+    })
 }
 
 impl Stack {
@@ -341,7 +414,10 @@ impl Stack {
             {
                 i += 1;
             }
-            out.push(RealPc { raw: self.raw[start], frames: self.frames[start..=i].to_vec() });
+            out.push(RealPc {
+                raw: self.raw[start],
+                frames: self.frames[start..=i].to_vec(),
+            });
             i += 1;
         }
         Ok(out)
@@ -370,9 +446,17 @@ pub fn func_symbols(path: &Path) -> Result<Vec<FuncSym>> {
             continue;
         }
         let Ok(name) = sym.name() else { continue };
-        out.push(FuncSym { name: name.to_string(), addr: sym.address(), size: sym.size() });
+        out.push(FuncSym {
+            name: name.to_string(),
+            addr: sym.address(),
+            size: sym.size(),
+        });
     }
-    ensure!(!out.is_empty(), "{} has no function symbols (stripped?)", path.display());
+    ensure!(
+        !out.is_empty(),
+        "{} has no function symbols (stripped?)",
+        path.display()
+    );
     out.sort_by_key(|s| s.addr);
     Ok(out)
 }
@@ -385,7 +469,10 @@ pub fn phdr_link_address(path: &Path) -> Result<u64> {
     let u16_at = |o: usize| u16::from_le_bytes(d[o..o + 2].try_into().unwrap());
     let u32_at = |o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap());
     let u64_at = |o: usize| u64::from_le_bytes(d[o..o + 8].try_into().unwrap());
-    ensure!(d.len() > 64 && &d[..4] == b"\x7fELF" && d[4] == 2 && d[5] == 1, "not a 64-bit LE ELF");
+    ensure!(
+        d.len() > 64 && &d[..4] == b"\x7fELF" && d[4] == 2 && d[5] == 1,
+        "not a 64-bit LE ELF"
+    );
     let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36) as u64, u16_at(0x38) as u64);
     let mut load = None;
     for i in 0..phnum {
@@ -447,7 +534,11 @@ pub fn llvm_symbolize(tool: &Path, obj: &Path, addrs: &[u64]) -> Result<Vec<Vec<
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let output = child.wait_with_output()?;
     writer.join().unwrap()?;
-    ensure!(output.status.success(), "llvm-symbolizer failed: {}", String::from_utf8_lossy(&output.stderr));
+    ensure!(
+        output.status.success(),
+        "llvm-symbolizer failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8(output.stdout)?;
     // One block per address, separated by an empty line: pairs of (function, file:line:col).
     let mut out = Vec::new();
@@ -456,15 +547,27 @@ pub fn llvm_symbolize(tool: &Path, obj: &Path, addrs: &[u64]) -> Result<Vec<Vec<
         if lines.is_empty() {
             continue;
         }
-        ensure!(lines.len().is_multiple_of(2), "odd llvm-symbolizer block {block:?}");
+        ensure!(
+            lines.len().is_multiple_of(2),
+            "odd llvm-symbolizer block {block:?}"
+        );
         let mut chain = Vec::new();
         for pair in lines.chunks(2) {
             let (file, line) = split_file_line(pair[1]);
-            chain.push(Loc { function: pair[0].to_string(), file, line });
+            chain.push(Loc {
+                function: pair[0].to_string(),
+                file,
+                line,
+            });
         }
         out.push(chain);
     }
-    ensure!(out.len() == addrs.len(), "llvm-symbolizer answered {} of {} addresses", out.len(), addrs.len());
+    ensure!(
+        out.len() == addrs.len(),
+        "llvm-symbolizer answered {} of {} addresses",
+        out.len(),
+        addrs.len()
+    );
     Ok(out)
 }
 
@@ -482,7 +585,10 @@ pub fn split_file_line(s: &str) -> (String, u32) {
             None => (s.to_string(), 0),
         },
     };
-    (file.strip_prefix("./").map(str::to_string).unwrap_or(file), line)
+    (
+        file.strip_prefix("./").map(str::to_string).unwrap_or(file),
+        line,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -505,14 +611,22 @@ pub fn go_addr2line(version: &str, bin: &Path, addrs: &[u64]) -> Result<Vec<Loc>
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let output = child.wait_with_output()?;
     writer.join().unwrap()?;
-    ensure!(output.status.success(), "go tool addr2line failed: {}", String::from_utf8_lossy(&output.stderr));
+    ensure!(
+        output.status.success(),
+        "go tool addr2line failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     parse_addr2line(&String::from_utf8(output.stdout)?, addrs.len())
 }
 
 /// Parses `addr2line`-style output (`function\nfile:line\n` per address).
 pub fn parse_addr2line(text: &str, n: usize) -> Result<Vec<Loc>> {
     let lines: Vec<&str> = text.lines().collect();
-    ensure!(lines.len() == 2 * n, "addr2line printed {} lines for {n} addresses", lines.len());
+    ensure!(
+        lines.len() == 2 * n,
+        "addr2line printed {} lines for {n} addresses",
+        lines.len()
+    );
     Ok(lines
         .chunks(2)
         .map(|p| {
@@ -520,7 +634,11 @@ pub fn parse_addr2line(text: &str, n: usize) -> Result<Vec<Loc>> {
                 Some((f, l)) => (f.to_string(), l.parse().unwrap_or(0)),
                 None => (p[1].to_string(), 0),
             };
-            Loc { function: p[0].to_string(), file, line }
+            Loc {
+                function: p[0].to_string(),
+                file,
+                line,
+            }
         })
         .collect())
 }
@@ -540,7 +658,12 @@ pub struct Tally {
 
 /// Prints a table with one row per mode and one column per Go version; a cell is
 /// `<compared> ok`, `<mismatches>/<compared> BAD`, `ERROR` or `-` (not built).
-pub fn print_table(title: &str, cells: &BTreeMap<(String, String), Tally>, versions: &[&str], modes: &[String]) {
+pub fn print_table(
+    title: &str,
+    cells: &BTreeMap<(String, String), Tally>,
+    versions: &[&str],
+    modes: &[String],
+) {
     let mw = modes.iter().map(|m| m.len()).max().unwrap_or(8).max(6);
     let w = 13;
     let mut s = format!("\n{title}\n{:<mw$}", "mode");
@@ -567,8 +690,12 @@ pub fn print_table(title: &str, cells: &BTreeMap<(String, String), Tally>, versi
 /// Go's `funcNameForPrint`: everything from the first `[` to the last `]` becomes `[...]`
 /// (DWARF names spell out the shapes, e.g. `main.f[go.shape.int]`).
 pub fn name_for_print(name: &str) -> String {
-    let Some(i) = name.find('[') else { return name.to_string() };
-    let Some(j) = name.rfind(']') else { return name.to_string() };
+    let Some(i) = name.find('[') else {
+        return name.to_string();
+    };
+    let Some(j) = name.rfind(']') else {
+        return name.to_string();
+    };
     if j <= i {
         return name.to_string();
     }

@@ -35,18 +35,22 @@ fn func_line(source: &str, function: &str) -> Option<i64> {
     if name.contains('.') {
         return None; // closures (main.f.func1) have no func line of their own
     }
-    source.lines().position(|l| {
-        let Some(rest) = l.strip_prefix("func ") else { return false };
-        let rest = match receiver {
-            Some(r) => match rest.strip_prefix('(') {
-                Some(after) if after.contains(r) => after.split_once(") ").map_or("", |x| x.1),
-                _ => return false,
-            },
-            None => rest,
-        };
-        rest.starts_with(&format!("{name}(")) || rest.starts_with(&format!("{name}["))
-    })
-    .map(|i| i as i64 + 1)
+    source
+        .lines()
+        .position(|l| {
+            let Some(rest) = l.strip_prefix("func ") else {
+                return false;
+            };
+            let rest = match receiver {
+                Some(r) => match rest.strip_prefix('(') {
+                    Some(after) if after.contains(r) => after.split_once(") ").map_or("", |x| x.1),
+                    _ => return false,
+                },
+                None => rest,
+            };
+            rest.starts_with(&format!("{name}(")) || rest.starts_with(&format!("{name}["))
+        })
+        .map(|i| i as i64 + 1)
 }
 
 #[test]
@@ -65,12 +69,19 @@ fn recorded_profile_reports_match_go_tool_pprof() {
         pids: Vec::new(),
         all: false,
         subprocesses: false,
-        command: vec![bin.to_str().unwrap().into(), runtime_pb.to_str().unwrap().into(), "3s".into()],
+        command: vec![
+            bin.to_str().unwrap().into(),
+            runtime_pb.to_str().unwrap().into(),
+            "3s".into(),
+        ],
         frequency_hz: 99,
         duration: Some(Duration::from_secs(30)),
         drain_interval: Duration::from_millis(500),
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let recorded = rt.block_on(record::run(opts, true)).expect("recording");
     report::write_file(&recorded, &ours_pb, Format::Pprof, &TextOptions::default()).unwrap();
     let profile = report::decode_pprof(&std::fs::read(&ours_pb).unwrap()).expect("decode ours");
@@ -78,11 +89,20 @@ fn recorded_profile_reports_match_go_tool_pprof() {
     let fixture = go::fixture_dir("pprofcpu");
     let fixture_s = fixture.to_str().unwrap().to_string();
     let pb_s = ours_pb.to_str().unwrap().to_string();
-    let mut o = Oracle { version: version.clone(), dir: dir.clone(), compared: 0 };
+    let mut o = Oracle {
+        version: version.clone(),
+        dir: dir.clone(),
+        compared: 0,
+    };
 
     // pprof reads what we wrote without warnings.
-    let raw = o.pprof_quiet(&["-raw", &pb_s]).expect("go tool pprof -raw on our profile");
-    assert!(raw.contains("main.hashLoop") || raw.contains("main.mix"), "raw dump lacks main.*:\n{raw}");
+    let raw = o
+        .pprof_quiet(&["-raw", &pb_s])
+        .expect("go tool pprof -raw on our profile");
+    assert!(
+        raw.contains("main.hashLoop") || raw.contains("main.mix"),
+        "raw dump lacks main.*:\n{raw}"
+    );
 
     for (re, noinlines) in [
         (r"main\.hashLoop", false),
@@ -107,10 +127,24 @@ fn recorded_profile_reports_match_go_tool_pprof() {
         }
         args.push(&pb_s);
         let theirs = o.pprof_quiet(&args).unwrap();
-        o.same(&format!("recorded: -list '{re}'{}", if noinlines { " -noinlines" } else { "" }), &ours, &theirs);
+        o.same(
+            &format!(
+                "recorded: -list '{re}'{}",
+                if noinlines { " -noinlines" } else { "" }
+            ),
+            &ours,
+            &theirs,
+        );
     }
     for (nodecount, noinlines) in [(None, false), (Some(5), false), (None, true)] {
-        let ours = render(&profile, &TextOptions { top: Some(nodecount.unwrap_or(0)), noinlines, ..Default::default() });
+        let ours = render(
+            &profile,
+            &TextOptions {
+                top: Some(nodecount.unwrap_or(0)),
+                noinlines,
+                ..Default::default()
+            },
+        );
         let n = nodecount.map(|n: usize| format!("-nodecount={n}"));
         let mut args = vec!["-top"];
         if let Some(n) = &n {
@@ -121,20 +155,32 @@ fn recorded_profile_reports_match_go_tool_pprof() {
         }
         args.push(&pb_s);
         let theirs = o.pprof_quiet(&args).unwrap();
-        o.same(&format!("recorded: {}", args[..args.len() - 1].join(" ")), &ours, &theirs);
+        o.same(
+            &format!("recorded: {}", args[..args.len() - 1].join(" ")),
+            &ours,
+            &theirs,
+        );
     }
 
     // Function.start_line against the source.
     let source = std::fs::read_to_string(fixture.join("main.go")).unwrap();
     let mut checked = 0;
-    for f in profile.functions.iter().filter(|f| f.name.starts_with("main.")) {
+    for f in profile
+        .functions
+        .iter()
+        .filter(|f| f.name.starts_with("main."))
+    {
         if let Some(line) = func_line(&source, &f.name) {
             assert_eq!(f.start_line, line, "start_line of {}", f.name);
             checked += 1;
         }
     }
     println!("recorded: Function.start_line equals the func line for {checked} main.* functions");
-    assert!(checked >= 2, "too few functions checked: {:?}", profile.functions);
+    assert!(
+        checked >= 2,
+        "too few functions checked: {:?}",
+        profile.functions
+    );
 
     // Collapsed stacks and flamegraph of the recording.
     let folded = dir.join("ours.folded");
@@ -147,17 +193,36 @@ fn recorded_profile_reports_match_go_tool_pprof() {
         .lines()
         .map(|l| l.rsplit_once(' ').unwrap().1.parse::<i64>().unwrap())
         .sum();
-    assert_eq!(folded_sum, total, "collapsed stacks must sum to the sample count");
+    assert_eq!(
+        folded_sum, total,
+        "collapsed stacks must sum to the sample count"
+    );
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.starts_with("<?xml") || svg_text.contains("<svg"));
     assert!(svg_text.contains("main.hashLoop") || svg_text.contains("main.mix"));
-    println!("recorded: {total} samples; folded sums to {folded_sum}; {} comparisons identical", o.compared);
+    println!(
+        "recorded: {total} samples; folded sums to {folded_sum}; {} comparisons identical",
+        o.compared
+    );
 
     // The runtime's own profile of the same run renders identically too.
-    assert!(Path::new(&runtime_pb).exists(), "the fixture did not write its runtime/pprof profile");
+    assert!(
+        Path::new(&runtime_pb).exists(),
+        "the fixture did not write its runtime/pprof profile"
+    );
     let runtime = report::decode_pprof(&std::fs::read(&runtime_pb).unwrap()).unwrap();
     let rp = runtime_pb.to_str().unwrap();
-    let ours = render(&runtime, &TextOptions { top: Some(0), ..Default::default() });
+    let ours = render(
+        &runtime,
+        &TextOptions {
+            top: Some(0),
+            ..Default::default()
+        },
+    );
     let theirs = o.pprof_quiet(&["-top", rp]).unwrap();
-    o.same("runtime/pprof profile of the same run: -top", &ours, &theirs);
+    o.same(
+        "runtime/pprof profile of the same run: -top",
+        &ours,
+        &theirs,
+    );
 }

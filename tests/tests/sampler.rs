@@ -41,14 +41,19 @@ fn start(bin: &Path, mode: &str, seconds: f64) -> Target {
         .spawn()
         .expect("start target");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert!(line.starts_with("ready"), "target said {line:?}");
     let pid = child.id();
     Target { child, pid }
 }
 
 fn record(opts: RecordOptions) -> Profile {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(record::run(opts, true)).expect("recording")
 }
 
@@ -77,7 +82,12 @@ impl Symtab {
         let ranges = file
             .symbols()
             .filter(|s| s.size() > 0)
-            .filter_map(|s| Some((s.name().ok()?.to_string(), (s.address(), s.address() + s.size()))))
+            .filter_map(|s| {
+                Some((
+                    s.name().ok()?.to_string(),
+                    (s.address(), s.address() + s.size()),
+                ))
+            })
             .collect();
         let segments = file
             .segments()
@@ -90,7 +100,10 @@ impl Symtab {
     }
 
     fn range(&self, name: &str) -> (u64, u64) {
-        *self.ranges.get(name).unwrap_or_else(|| panic!("{name} not in the symbol table"))
+        *self
+            .ranges
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not in the symbol table"))
     }
 
     fn contains(&self, name: &str, link: u64) -> bool {
@@ -103,15 +116,21 @@ impl Symtab {
         let loc = p.location(location_id);
         let m = p.mapping(loc.mapping_id)?;
         let off = loc.address - m.start + m.offset;
-        self.segments.iter().find(|(o, n, _)| off >= *o && off < o + n).map(|(o, _, v)| off - o + v)
+        self.segments
+            .iter()
+            .find(|(o, n, _)| off >= *o && off < o + n)
+            .map(|(o, _, v)| off - o + v)
     }
 }
 
 fn pid_of(s: &gprof_bpf::profile::Sample) -> Option<i64> {
-    s.labels.iter().find(|l| l.key == "pid").and_then(|l| match l.value {
-        LabelValue::Num(n) => Some(n),
-        _ => None,
-    })
+    s.labels
+        .iter()
+        .find(|l| l.key == "pid")
+        .and_then(|l| match l.value {
+            LabelValue::Num(n) => Some(n),
+            _ => None,
+        })
 }
 
 /// Sample count per pid.
@@ -128,7 +147,12 @@ fn leaf_in(p: &Profile, sym: &Symtab, function: &str, pid: Option<u32>) -> i64 {
     p.samples
         .iter()
         .filter(|s| pid.is_none_or(|pid| pid_of(s) == Some(pid as i64)))
-        .filter(|s| s.location_ids.first().and_then(|&l| sym.link_address(p, l)).is_some_and(|a| sym.contains(function, a)))
+        .filter(|s| {
+            s.location_ids
+                .first()
+                .and_then(|&l| sym.link_address(p, l))
+                .is_some_and(|a| sym.contains(function, a))
+        })
         .map(|s| s.values[0])
         .sum()
 }
@@ -136,9 +160,20 @@ fn leaf_in(p: &Profile, sym: &Symtab, function: &str, pid: Option<u32>) -> i64 {
 /// utime + stime of a process, seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
     // SAFETY: sysconf has no preconditions.
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
@@ -173,8 +208,15 @@ fn cpu_bound_program_hot_functions() {
     );
     // The kernel samples the CPU clock: every 1/99 s of the target's CPU time is one sample
     // (up to the scheduler tick granularity of /proc's CPU accounting).
-    assert!((n as f64) >= 0.85 * expected && (n as f64) <= 1.15 * expected + 5.0, "{n} samples for {cpu:.2} CPU-s");
-    assert!((a + b) as f64 >= 0.9 * n as f64, "hot functions only {} of {n}", a + b);
+    assert!(
+        (n as f64) >= 0.85 * expected && (n as f64) <= 1.15 * expected + 5.0,
+        "{n} samples for {cpu:.2} CPU-s"
+    );
+    assert!(
+        (a + b) as f64 >= 0.9 * n as f64,
+        "hot functions only {} of {n}",
+        a + b
+    );
     assert!(a > b, "hotA ({a}) should be hotter than hotB ({b})");
 }
 
@@ -190,18 +232,35 @@ fn frameless_leaf_keeps_its_callers() {
     let p = record(options(vec![target.pid], 3.0));
     let mut in_leaf = 0;
     for s in &p.samples {
-        let links: Vec<Option<u64>> = s.location_ids.iter().map(|&l| sym.link_address(&p, l)).collect();
-        if !links.first().copied().flatten().is_some_and(|a| sym.contains("main.leaf", a)) {
+        let links: Vec<Option<u64>> = s
+            .location_ids
+            .iter()
+            .map(|&l| sym.link_address(&p, l))
+            .collect();
+        if !links
+            .first()
+            .copied()
+            .flatten()
+            .is_some_and(|a| sym.contains("main.leaf", a))
+        {
             continue;
         }
         in_leaf += s.values[0];
-        let in_fn = |i: usize, f: &str| links.get(i).copied().flatten().is_some_and(|a| sym.contains(f, a));
+        let in_fn = |i: usize, f: &str| {
+            links
+                .get(i)
+                .copied()
+                .flatten()
+                .is_some_and(|a| sym.contains(f, a))
+        };
         assert!(
             in_fn(1, "main.mid") && in_fn(2, "main.top"),
             "a sample in main.leaf lacks mid/top: {links:x?}"
         );
     }
-    eprintln!("leaf: {in_leaf} samples in main.leaf, every one with main.mid and main.top above it");
+    eprintln!(
+        "leaf: {in_leaf} samples in main.leaf, every one with main.mid and main.top above it"
+    );
     assert!(in_leaf >= 50, "only {in_leaf} samples in main.leaf");
 }
 
@@ -220,8 +279,13 @@ fn all_processes_sees_two_go_programs() {
     let p = record(opts);
     let by_pid = counts_by_pid(&p);
     for t in [&t1, &t2] {
-        let hot = leaf_in(&p, &sym, "main.hotA", Some(t.pid)) + leaf_in(&p, &sym, "main.hotB", Some(t.pid));
-        eprintln!("--all: pid {} has {} samples, {hot} in hotA/hotB", t.pid, by_pid.get(&(t.pid as i64)).unwrap_or(&0));
+        let hot = leaf_in(&p, &sym, "main.hotA", Some(t.pid))
+            + leaf_in(&p, &sym, "main.hotB", Some(t.pid));
+        eprintln!(
+            "--all: pid {} has {} samples, {hot} in hotA/hotB",
+            t.pid,
+            by_pid.get(&(t.pid as i64)).unwrap_or(&0)
+        );
         assert!(hot >= 30, "pid {} has only {hot} hot samples", t.pid);
     }
     eprintln!("--all: {} processes sampled in total", by_pid.len());
@@ -243,9 +307,14 @@ fn subprocesses_follows_a_child() {
     let child_hot: i64 = by_pid
         .keys()
         .filter(|&&pid| pid != parent.pid as i64)
-        .map(|&pid| leaf_in(&p, &sym, "main.hotA", Some(pid as u32)) + leaf_in(&p, &sym, "main.hotB", Some(pid as u32)))
+        .map(|&pid| {
+            leaf_in(&p, &sym, "main.hotA", Some(pid as u32))
+                + leaf_in(&p, &sym, "main.hotB", Some(pid as u32))
+        })
         .sum();
-    eprintln!("--subprocesses: samples by pid {by_pid:?}; child samples in hot functions: {child_hot}");
+    eprintln!(
+        "--subprocesses: samples by pid {by_pid:?}; child samples in hot functions: {child_hot}"
+    );
     assert!(child_hot >= 40, "child not followed: {by_pid:?}");
     assert!(!by_pid.contains_key(&(parent.pid as i64)) || by_pid.len() >= 2);
 }
@@ -265,10 +334,19 @@ fn target_that_exits_mid_run() {
     let hot = leaf_in(&p, &sym, "main.hotA", None) + leaf_in(&p, &sym, "main.hotB", None);
     // Symbolized after the process was gone, from the file opened at its first sample.
     let names: Vec<&str> = p.functions.iter().map(|f| f.name.as_str()).collect();
-    eprintln!("exit: stopped after {took:?}, {hot} hot samples, notes {:?}", p.stats.as_ref().map(|s| &s.notes));
-    assert!(took < Duration::from_secs(5), "did not stop when the target exited");
+    eprintln!(
+        "exit: stopped after {took:?}, {hot} hot samples, notes {:?}",
+        p.stats.as_ref().map(|s| &s.notes)
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "did not stop when the target exited"
+    );
     assert!(hot >= 40, "only {hot} hot samples");
-    assert!(names.contains(&"main.hotA"), "not symbolized after exit: {names:?}");
+    assert!(
+        names.contains(&"main.hotA"),
+        "not symbolized after exit: {names:?}"
+    );
 }
 
 #[test]
@@ -291,14 +369,21 @@ fn stripped_pie_target() {
         .filter(|s| {
             s.location_ids.first().is_some_and(|&l| {
                 let loc = p.location(l);
-                loc.lines.last().is_some_and(|ln| p.function(ln.function_id).name == "main.hotA")
+                loc.lines
+                    .last()
+                    .is_some_and(|ln| p.function(ln.function_id).name == "main.hotA")
             })
         })
         .map(|s| s.values[0])
         .sum();
-    eprintln!("stripped PIE: {n} samples, {a} in hotA by the twin's symtab, {named_a} named main.hotA by us");
+    eprintln!(
+        "stripped PIE: {n} samples, {a} in hotA by the twin's symtab, {named_a} named main.hotA by us"
+    );
     assert!(a as f64 >= 0.5 * n as f64, "hotA only {a} of {n}");
-    assert_eq!(a, named_a, "our names disagree with the twin's symbol table");
+    assert_eq!(
+        a, named_a,
+        "our names disagree with the twin's symbol table"
+    );
 }
 
 #[test]
@@ -310,11 +395,21 @@ fn deep_stacks_are_not_cut_at_127() {
     let bin = hotloop(&[]);
     let target = start(&bin, "deep", 6.0);
     let p = record(options(vec![target.pid], 2.0));
-    let deepest = p.samples.iter().map(|s| s.location_ids.len()).max().unwrap_or(0);
+    let deepest = p
+        .samples
+        .iter()
+        .map(|s| s.location_ids.len())
+        .max()
+        .unwrap_or(0);
     let truncated = p
         .stats
         .as_ref()
-        .and_then(|s| s.lost.iter().find(|(k, _)| k.contains("truncated")).map(|(_, v)| *v))
+        .and_then(|s| {
+            s.lost
+                .iter()
+                .find(|(k, _)| k.contains("truncated"))
+                .map(|(_, v)| *v)
+        })
         .unwrap_or(0);
     eprintln!("deep: deepest stack {deepest} frames; truncated stacks reported: {truncated}");
     assert!(deepest > 127, "deepest stack only {deepest} frames");
@@ -358,14 +453,26 @@ fn non_go_process_gets_elf_symbols() {
     )
     .unwrap();
     let bin = dir.join("spin");
-    let st = Command::new("cc").args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"]).arg(&bin).arg(&src).status().unwrap();
+    let st = Command::new("cc")
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .unwrap();
     assert!(st.success());
     let target = start(&bin, "x", 0.0);
     let p = record(options(vec![target.pid], 2.0));
     let spin: i64 = p
         .samples
         .iter()
-        .filter(|s| s.location_ids.first().is_some_and(|&l| p.location(l).lines.iter().any(|ln| p.function(ln.function_id).name == "spin_here")))
+        .filter(|s| {
+            s.location_ids.first().is_some_and(|&l| {
+                p.location(l)
+                    .lines
+                    .iter()
+                    .any(|ln| p.function(ln.function_id).name == "spin_here")
+            })
+        })
         .map(|s| s.values[0])
         .sum();
     // With -g, DWARF gives the file and line too.
@@ -373,7 +480,10 @@ fn non_go_process_gets_elf_symbols() {
         .functions
         .iter()
         .any(|f| f.name == "spin_here" && f.filename.ends_with("spin.c"));
-    eprintln!("C program: {spin} of {} samples named spin_here (DWARF file known: {with_line})", total(&p));
+    eprintln!(
+        "C program: {spin} of {} samples named spin_here (DWARF file known: {with_line})",
+        total(&p)
+    );
     assert!(spin as f64 >= 0.8 * total(&p) as f64 && spin > 50);
     assert!(with_line, "no DWARF file for spin_here: {:?}", p.functions);
 }
@@ -383,7 +493,15 @@ fn bad_pid_is_a_clear_error() {
     if !tests::require_root("bad_pid_is_a_clear_error") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let err = rt.block_on(record::run(options(vec![999_999_999], 1.0), true)).unwrap_err();
-    assert!(format!("{err:#}").contains("no process with pid 999999999"), "{err:#}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(record::run(options(vec![999_999_999], 1.0), true))
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("no process with pid 999999999"),
+        "{err:#}"
+    );
 }

@@ -31,8 +31,8 @@ use gprof_bpf::symbolize::gopclntab::GoTable;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use tests::symcheck::{
-    Build, Link, Loc, Tally, build_threads, go_addr2line, installed_versions, parallel_map, parse_addr2line,
-    print_table,
+    Build, Link, Loc, Tally, build_threads, go_addr2line, installed_versions, parallel_map,
+    parse_addr2line, print_table,
 };
 
 const FIXTURE: &str = "big";
@@ -46,9 +46,16 @@ fn probe_pcs(table: &GoTable<&[u8]>) -> Result<(Vec<u64>, usize)> {
     let n = table.func_count();
     let mut entries = Vec::with_capacity(n);
     for i in 0..n {
-        entries.push(table.func_entry(i).with_context(|| format!("func_entry({i})"))?);
+        entries.push(
+            table
+                .func_entry(i)
+                .with_context(|| format!("func_entry({i})"))?,
+        );
     }
-    ensure!(entries.windows(2).all(|w| w[0] < w[1]), "function entries are not strictly increasing");
+    ensure!(
+        entries.windows(2).all(|w| w[0] < w[1]),
+        "function entries are not strictly increasing"
+    );
     let mut pcs = entries.clone();
     pcs.extend(entries.windows(2).map(|w| w[0] + (w[1] - w[0]) / 2));
     pcs.sort_unstable();
@@ -59,7 +66,12 @@ fn probe_pcs(table: &GoTable<&[u8]>) -> Result<(Vec<u64>, usize)> {
 fn ours(bytes: &[u8], pcs: &[u64]) -> Result<Vec<Loc>> {
     let input: String = pcs.iter().map(|a| format!("{a:#x}\n")).collect();
     let mut out = Vec::new();
-    gprof_bpf::addr2line::run(bytes, std::io::Cursor::new(input.into_bytes()), &mut out, false)?;
+    gprof_bpf::addr2line::run(
+        bytes,
+        std::io::Cursor::new(input.into_bytes()),
+        &mut out,
+        false,
+    )?;
     parse_addr2line(&String::from_utf8(out)?, pcs.len())
 }
 
@@ -74,21 +86,29 @@ struct Checked {
 fn check(b: &Build) -> Result<Checked> {
     let bin = b.build(FIXTURE)?;
     let bytes = std::fs::read(&bin)?;
-    let table = GoTable::parse(&bytes[..]).with_context(|| format!("GoTable::parse({})", bin.display()))?;
+    let table =
+        GoTable::parse(&bytes[..]).with_context(|| format!("GoTable::parse({})", bin.display()))?;
     let (pcs, funcs) = probe_pcs(&table)?;
     // Sanity: a big program has thousands of Go functions; every main.* and runtime.* Go text
     // symbol of .symtab must be a function-table entry.
     ensure!(funcs > 5000, "only {funcs} functions in {}", bin.display());
-    let entries: std::collections::HashSet<u64> = (0..funcs).map(|i| table.func_entry(i).unwrap()).collect();
+    let entries: std::collections::HashSet<u64> =
+        (0..funcs).map(|i| table.func_entry(i).unwrap()).collect();
     let syms = tests::symcheck::func_symbols(&bin)?;
     let missing: Vec<String> = syms
         .iter()
-        .filter(|s| (s.name.starts_with("main.") || s.name.starts_with("runtime.")) && !s.name.ends_with(".abi0"))
+        .filter(|s| {
+            (s.name.starts_with("main.") || s.name.starts_with("runtime."))
+                && !s.name.ends_with(".abi0")
+        })
         .filter(|s| s.size > 0 && !entries.contains(&s.addr))
         .map(|s| format!("{} {:#x}", s.name, s.addr))
         .take(10)
         .collect();
-    ensure!(missing.is_empty(), "symbols missing from the function table: {missing:?}");
+    ensure!(
+        missing.is_empty(),
+        "symbols missing from the function table: {missing:?}"
+    );
 
     let want = go_addr2line(&b.version, &bin, &pcs)?;
     let got = ours(&bytes, &pcs)?;
@@ -99,39 +119,82 @@ fn check(b: &Build) -> Result<Checked> {
     for ((pc, w), g) in pcs.iter().zip(&want).zip(&got) {
         let (w, g) = (normalize(w), normalize(g));
         tally.compared += 1;
-        if w != g && *pc < second_entry && g.function.is_empty() && w.file == g.file && w.line == g.line {
+        if w != g
+            && *pc < second_entry
+            && g.function.is_empty()
+            && w.file == g.file
+            && w.line == g.line
+        {
             excluded.0 += 1;
             continue;
         }
-        if w != g && w.function.starts_with("go:textfips") && w.function == g.function && g.file == "?" && g.line == 0 {
+        if w != g
+            && w.function.starts_with("go:textfips")
+            && w.function == g.function
+            && g.file == "?"
+            && g.line == 0
+        {
             excluded.1 += 1;
             continue;
         }
         if w != g {
             tally.mismatches += 1;
-            mismatches.push(format!("{} [{}] pc {pc:#x}: go tool addr2line: {w} | ours: {g}", b.label(), bin.display()));
+            mismatches.push(format!(
+                "{} [{}] pc {pc:#x}: go tool addr2line: {w} | ours: {g}",
+                b.label(),
+                bin.display()
+            ));
         }
     }
-    Ok(Checked { tally, funcs, mismatches, excluded })
+    Ok(Checked {
+        tally,
+        funcs,
+        mismatches,
+        excluded,
+    })
 }
 
 fn normalize(l: &Loc) -> Loc {
-    let unknown = |s: &str| if s.is_empty() || s == "??" { "?".to_string() } else { s.to_string() };
-    let function = if l.function == "??" { "?".to_string() } else { l.function.clone() };
-    Loc { function, file: unknown(&l.file), line: l.line }
+    let unknown = |s: &str| {
+        if s.is_empty() || s == "??" {
+            "?".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let function = if l.function == "??" {
+        "?".to_string()
+    } else {
+        l.function.clone()
+    };
+    Loc {
+        function,
+        file: unknown(&l.file),
+        line: l.line,
+    }
 }
 
 #[test]
 fn addr2line_matches_go_tool_addr2line() {
     let installed = installed_versions("addr2line_matches_go_tool_addr2line");
-    let versions: Vec<&str> = VERSIONS.iter().copied().filter(|v| installed.contains(v)).collect();
-    assert!(!versions.is_empty(), "none of {VERSIONS:?} is installed: run scripts/setup.sh");
+    let versions: Vec<&str> = VERSIONS
+        .iter()
+        .copied()
+        .filter(|v| installed.contains(v))
+        .collect();
+    assert!(
+        !versions.is_empty(),
+        "none of {VERSIONS:?} is installed: run scripts/setup.sh"
+    );
     let builds: Vec<Build> = versions
         .iter()
         .flat_map(|v| {
             if *v == "1.19" {
                 // go1.19's debug/gosym cannot read externally linked PIEs (see above).
-                vec![Build::new(v, "amd64", Link::Internal, false, false), Build::new(v, "amd64", Link::External, false, true)]
+                vec![
+                    Build::new(v, "amd64", Link::Internal, false, false),
+                    Build::new(v, "amd64", Link::External, false, true),
+                ]
             } else {
                 vec![
                     Build::new(v, "amd64", Link::Internal, false, false),
@@ -142,8 +205,14 @@ fn addr2line_matches_go_tool_addr2line() {
         })
         .collect();
     let t = std::time::Instant::now();
-    let built = parallel_map(&builds, build_threads(), |b| b.build(FIXTURE).map_err(|e| format!("{e:#}")));
-    println!("built {} `big` binaries in {:.1?}", builds.len(), t.elapsed());
+    let built = parallel_map(&builds, build_threads(), |b| {
+        b.build(FIXTURE).map_err(|e| format!("{e:#}"))
+    });
+    println!(
+        "built {} `big` binaries in {:.1?}",
+        builds.len(),
+        t.elapsed()
+    );
 
     let results = parallel_map(&builds, build_threads(), check);
     let mut cells = BTreeMap::new();
@@ -151,7 +220,13 @@ fn addr2line_matches_go_tool_addr2line() {
     for ((b, r), built) in builds.iter().zip(results).zip(built) {
         if let Err(e) = built {
             failures.push(format!("{}: {e}", b.label()));
-            cells.insert((b.version.clone(), b.mode()), Tally { error: Some(e), ..Tally::default() });
+            cells.insert(
+                (b.version.clone(), b.mode()),
+                Tally {
+                    error: Some(e),
+                    ..Tally::default()
+                },
+            );
             continue;
         }
         let tally = match r {
@@ -171,7 +246,10 @@ fn addr2line_matches_go_tool_addr2line() {
             }
             Err(e) => {
                 failures.push(format!("{}: {e:#}", b.label()));
-                Tally { error: Some(format!("{e:#}")), ..Tally::default() }
+                Tally {
+                    error: Some(format!("{e:#}")),
+                    ..Tally::default()
+                }
             }
         };
         cells.insert((b.version.clone(), b.mode()), tally);
@@ -189,8 +267,13 @@ fn addr2line_matches_go_tool_addr2line() {
         &modes,
     );
     if !failures.is_empty() {
-        let report = tests::symcheck::write_report("addr2line_matches_go_tool_addr2line", &failures);
-        let mut msg = format!("{} failures (all in {}; first {SHOW}):\n", failures.len(), report.display());
+        let report =
+            tests::symcheck::write_report("addr2line_matches_go_tool_addr2line", &failures);
+        let mut msg = format!(
+            "{} failures (all in {}; first {SHOW}):\n",
+            failures.len(),
+            report.display()
+        );
         for f in failures.iter().take(SHOW) {
             let _ = writeln!(msg, "  {f}");
         }

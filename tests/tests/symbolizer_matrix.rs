@@ -23,8 +23,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use tests::symcheck::{
-    Build, Link, Loc, Tally, build_threads, func_symbols, installed_versions, llvm_symbolize, llvm_symbolizer,
-    name_for_print, parallel_map, phdr_link_address, print_table, run_callers, same_text, symbol_address,
+    Build, Link, Loc, Tally, build_threads, func_symbols, installed_versions, llvm_symbolize,
+    llvm_symbolizer, name_for_print, parallel_map, phdr_link_address, print_table, run_callers,
+    same_text, symbol_address,
 };
 
 const FIXTURE: &str = "callers";
@@ -46,10 +47,24 @@ fn versions(test: &str) -> Vec<&'static str> {
 /// above gopanic): DWARF-based oracles have no notion of wrapper elision.
 const KEEP_WRAPPERS: Option<&str> = Some("runtime.gopanic");
 
-fn reader_frames(table: &GoTable<&[u8]>, pc: u64, kind: PcKind, callee: Option<&str>) -> Result<Vec<Loc>> {
+fn reader_frames(
+    table: &GoTable<&[u8]>,
+    pc: u64,
+    kind: PcKind,
+    callee: Option<&str>,
+) -> Result<Vec<Loc>> {
     let mut out: Vec<Frame> = Vec::new();
-    table.frames_with_callee(pc, kind, callee, &mut out).with_context(|| format!("reader failed at {pc:#x}"))?;
-    Ok(out.iter().map(|f| Loc { function: f.function.to_string(), file: f.file.to_string(), line: f.line }).collect())
+    table
+        .frames_with_callee(pc, kind, callee, &mut out)
+        .with_context(|| format!("reader failed at {pc:#x}"))?;
+    Ok(out
+        .iter()
+        .map(|f| Loc {
+            function: f.function.to_string(),
+            file: f.file.to_string(),
+            line: f.line,
+        })
+        .collect())
 }
 
 fn show_chain(chain: &[Loc]) -> String {
@@ -66,7 +81,11 @@ fn check_callers_build(b: &Build) -> Result<Checked> {
     let bin = b.build(FIXTURE)?;
     let twin = b.unstripped().build(FIXTURE)?;
     let run = run_callers(&bin)?;
-    ensure!(run.anchor.0 == "main.anchor", "unexpected anchor {}", run.anchor.0);
+    ensure!(
+        run.anchor.0 == "main.anchor",
+        "unexpected anchor {}",
+        run.anchor.0
+    );
     // The load bias from AT_PHDR and the binary's own program headers (never from the reader
     // under test). Cross-checked with main.anchor's address in the unstripped twin's .symtab
     // whenever the twin has the same layout: lld puts .rodata (with the build settings, which
@@ -84,11 +103,16 @@ fn check_callers_build(b: &Build) -> Result<Checked> {
         ensure!(bias == 0, "non-PIE build has load bias {bias:#x}");
     }
     let bytes = std::fs::read(&bin)?;
-    let table = GoTable::parse(&bytes[..]).with_context(|| format!("GoTable::parse({})", bin.display()))?;
+    let table =
+        GoTable::parse(&bytes[..]).with_context(|| format!("GoTable::parse({})", bin.display()))?;
 
     let mut tally = Tally::default();
     let mut mismatches = Vec::new();
-    ensure!(run.stacks.len() >= 20, "only {} stacks in the fixture output", run.stacks.len());
+    ensure!(
+        run.stacks.len() >= 20,
+        "only {} stacks in the fixture output",
+        run.stacks.len()
+    );
     let mut has_cgo_stack = false;
     for stack in &run.stacks {
         has_cgo_stack |= stack.tag.starts_with("cgo/");
@@ -100,15 +124,25 @@ fn check_callers_build(b: &Build) -> Result<Checked> {
             let want: Vec<Loc> = real
                 .frames
                 .iter()
-                .map(|f| Loc { function: f.function.clone(), file: f.file.clone(), line: f.line })
+                .map(|f| Loc {
+                    function: f.function.clone(),
+                    file: f.file.clone(),
+                    line: f.line,
+                })
                 .collect();
             tally.compared += want.len();
             let mut out: Vec<Frame> = Vec::new();
             let res = table.frames_with_callee(pc, PcKind::Return, callee.as_deref(), &mut out);
             let last = real.frames.last().unwrap();
             callee = last.physical.then(|| last.function.clone());
-            let got: Vec<Loc> =
-                out.iter().map(|f| Loc { function: f.function.to_string(), file: f.file.to_string(), line: f.line }).collect();
+            let got: Vec<Loc> = out
+                .iter()
+                .map(|f| Loc {
+                    function: f.function.to_string(),
+                    file: f.file.to_string(),
+                    line: f.line,
+                })
+                .collect();
             let mut problems = Vec::new();
             if let Err(e) = &res {
                 problems.push(format!("reader error: {e:#}"));
@@ -119,7 +153,10 @@ fn check_callers_build(b: &Build) -> Result<Checked> {
                 // Secondary checks: the inlined flag of every frame, the physical entry.
                 for (g, w) in out.iter().zip(&real.frames) {
                     if g.inlined == w.physical {
-                        problems.push(format!("{}: inlined={} but CallersFrames physical={}", w.function, g.inlined, w.physical));
+                        problems.push(format!(
+                            "{}: inlined={} but CallersFrames physical={}",
+                            w.function, g.inlined, w.physical
+                        ));
                     }
                     if w.physical && g.entry != w.entry.wrapping_sub(bias) {
                         problems.push(format!(
@@ -132,7 +169,11 @@ fn check_callers_build(b: &Build) -> Result<Checked> {
                 }
             }
             if !problems.is_empty() {
-                let entry_note = if real.frames[0].pc == real.raw { " (raw PC == function entry)" } else { "" };
+                let entry_note = if real.frames[0].pc == real.raw {
+                    " (raw PC == function entry)"
+                } else {
+                    ""
+                };
                 tally.mismatches += want.len().max(1);
                 mismatches.push(format!(
                     "{} [{}] stack {:?}: return address {pc:#x} (runtime {:#x}){entry_note}: {}\n    CallersFrames:{}\n    reader:{}",
@@ -147,7 +188,11 @@ fn check_callers_build(b: &Build) -> Result<Checked> {
             }
         }
     }
-    ensure!(has_cgo_stack == b.link.cgo(), "cgo stacks present={has_cgo_stack} for {}", b.label());
+    ensure!(
+        has_cgo_stack == b.link.cgo(),
+        "cgo stacks present={has_cgo_stack} for {}",
+        b.label()
+    );
     Ok(Checked { tally, mismatches })
 }
 
@@ -189,19 +234,28 @@ fn build_all(builds: &[Build]) -> BTreeMap<String, String> {
             }
         }
     }
-    println!("built {} fixture binaries in {:.1?}", builds.len(), t.elapsed());
+    println!(
+        "built {} fixture binaries in {:.1?}",
+        builds.len(),
+        t.elapsed()
+    );
     errors
 }
 
 #[test]
 fn callers_frames_matrix() {
     let versions = versions("callers_frames_matrix");
-    assert!(!versions.is_empty(), "no Go toolchain installed: run scripts/setup.sh");
+    assert!(
+        !versions.is_empty(),
+        "no Go toolchain installed: run scripts/setup.sh"
+    );
     let builds = amd64_matrix(&versions);
     let build_errors = build_all(&builds);
-    let results = parallel_map(&builds, build_threads(), |b| match build_errors.get(&b.label()) {
-        Some(e) => Err(anyhow::anyhow!("{e}")),
-        None => check_callers_build(b),
+    let results = parallel_map(&builds, build_threads(), |b| {
+        match build_errors.get(&b.label()) {
+            Some(e) => Err(anyhow::anyhow!("{e}")),
+            None => check_callers_build(b),
+        }
     });
 
     let mut cells = BTreeMap::new();
@@ -220,7 +274,10 @@ fn callers_frames_matrix() {
             }
             Err(e) => {
                 failures.push(format!("{}: {e:#}", b.label()));
-                Tally { error: Some(format!("{e:#}")), ..Tally::default() }
+                Tally {
+                    error: Some(format!("{e:#}")),
+                    ..Tally::default()
+                }
             }
         };
         cells.insert((b.version.clone(), b.mode()), tally);
@@ -237,7 +294,11 @@ fn callers_frames_matrix() {
     );
     if !failures.is_empty() {
         let report = tests::symcheck::write_report("callers_frames_matrix", &failures);
-        let mut msg = format!("{} failures (all in {}; first {SHOW}):\n", failures.len(), report.display());
+        let mut msg = format!(
+            "{} failures (all in {}; first {SHOW}):\n",
+            failures.len(),
+            report.display()
+        );
         for f in failures.iter().take(SHOW) {
             let _ = writeln!(msg, "  {f}");
         }
@@ -284,7 +345,10 @@ fn normalize_llvm(chain: Vec<Loc>) -> Vec<Loc> {
         .into_iter()
         .map(|l| {
             let f = l.function.strip_suffix(".abi0").unwrap_or(&l.function);
-            Loc { function: name_for_print(f), ..l }
+            Loc {
+                function: name_for_print(f),
+                ..l
+            }
         })
         .collect()
 }
@@ -318,9 +382,16 @@ fn comparable(chain: Vec<Loc>, from_dwarf: bool) -> Vec<Loc> {
 }
 
 /// Compares the reader on `bin` with llvm-symbolizer on `twin` at `pcs` (leaf PCs).
-fn compare_with_llvm(tool: &Path, bin: &Path, twin: &Path, pcs: &[u64], label: &str) -> Result<Checked> {
+fn compare_with_llvm(
+    tool: &Path,
+    bin: &Path,
+    twin: &Path,
+    pcs: &[u64],
+    label: &str,
+) -> Result<Checked> {
     let bytes = std::fs::read(bin)?;
-    let table = GoTable::parse(&bytes[..]).with_context(|| format!("GoTable::parse({})", bin.display()))?;
+    let table =
+        GoTable::parse(&bytes[..]).with_context(|| format!("GoTable::parse({})", bin.display()))?;
     let oracle = llvm_symbolize(tool, twin, pcs)?;
     let mut tally = Tally::default();
     let mut mismatches = Vec::new();
@@ -333,13 +404,24 @@ fn compare_with_llvm(tool: &Path, bin: &Path, twin: &Path, pcs: &[u64], label: &
         let mut want_elided = None;
         if let Some(f) = table.func_at(pc)? {
             let phys = name_for_print(&f.name.replace('·', "."));
-            if want.len() > 1 && table.wrapper_func_id() == Some(f.func_id) && want.last().is_some_and(|l| l.function == phys) {
+            if want.len() > 1
+                && table.wrapper_func_id() == Some(f.func_id)
+                && want.last().is_some_and(|l| l.function == phys)
+            {
                 want_elided = Some(want[..want.len() - 1].to_vec());
             }
         }
         tally.compared += want.len();
         let got = match reader_frames(&table, pc, PcKind::Leaf, KEEP_WRAPPERS) {
-            Ok(g) => comparable(g.into_iter().map(|l| Loc { function: l.function.replace('·', "."), ..l }).collect(), false),
+            Ok(g) => comparable(
+                g.into_iter()
+                    .map(|l| Loc {
+                        function: l.function.replace('·', "."),
+                        ..l
+                    })
+                    .collect(),
+                false,
+            ),
             Err(e) => {
                 tally.mismatches += 1;
                 mismatches.push(format!("{label} [{}] pc {pc:#x}: {e:#}", bin.display()));
@@ -362,7 +444,9 @@ fn compare_with_llvm(tool: &Path, bin: &Path, twin: &Path, pcs: &[u64], label: &
 #[test]
 fn llvm_symbolizer_arm64() {
     let Some(tool) = llvm_symbolizer() else {
-        eprintln!("\n!!!! SKIPPED llvm_symbolizer_arm64: llvm-symbolizer not installed (apt-get install llvm) !!!!\n");
+        eprintln!(
+            "\n!!!! SKIPPED llvm_symbolizer_arm64: llvm-symbolizer not installed (apt-get install llvm) !!!!\n"
+        );
         return;
     };
     let versions = versions("llvm_symbolizer_arm64");
@@ -383,7 +467,11 @@ fn llvm_symbolizer_arm64() {
         }
         let bin = b.build(FIXTURE)?;
         let twin = b.unstripped().build(FIXTURE)?;
-        ensure!(same_text(&bin, &twin)?, "{} and its unstripped twin differ in .text", bin.display());
+        ensure!(
+            same_text(&bin, &twin)?,
+            "{} and its unstripped twin differ in .text",
+            bin.display()
+        );
         let pcs = probe_pcs(&twin)?;
         compare_with_llvm(&tool, &bin, &twin, &pcs, &b.label())
     });
@@ -399,7 +487,10 @@ fn llvm_symbolizer_arm64() {
             }
             Err(e) => {
                 failures.push(format!("{}: {e:#}", b.label()));
-                Tally { error: Some(format!("{e:#}")), ..Tally::default() }
+                Tally {
+                    error: Some(format!("{e:#}")),
+                    ..Tally::default()
+                }
             }
         };
         cells.insert((b.version.clone(), b.mode()), tally);
@@ -410,10 +501,18 @@ fn llvm_symbolizer_arm64() {
         &versions,
         &modes_of(&builds),
     );
-    println!("llvm_symbolizer_arm64: {} builds, {frames} frames compared, {} failures", builds.len(), failures.len());
+    println!(
+        "llvm_symbolizer_arm64: {} builds, {frames} frames compared, {} failures",
+        builds.len(),
+        failures.len()
+    );
     if !failures.is_empty() {
         let report = tests::symcheck::write_report("llvm_symbolizer_arm64", &failures);
-        let mut msg = format!("{} failures (all in {}; first {SHOW}):\n", failures.len(), report.display());
+        let mut msg = format!(
+            "{} failures (all in {}; first {SHOW}):\n",
+            failures.len(),
+            report.display()
+        );
         for f in failures.iter().take(SHOW) {
             let _ = writeln!(msg, "  {f}");
         }
@@ -426,7 +525,9 @@ fn llvm_symbolizer_arm64() {
 #[test]
 fn llvm_symbolizer_agrees_with_callers_frames() {
     let Some(tool) = llvm_symbolizer() else {
-        eprintln!("\n!!!! SKIPPED llvm_symbolizer_agrees_with_callers_frames: llvm-symbolizer not installed !!!!\n");
+        eprintln!(
+            "\n!!!! SKIPPED llvm_symbolizer_agrees_with_callers_frames: llvm-symbolizer not installed !!!!\n"
+        );
         return;
     };
     let versions = versions("llvm_symbolizer_agrees_with_callers_frames");
@@ -435,38 +536,62 @@ fn llvm_symbolizer_agrees_with_callers_frames() {
         // Pure Go, like the arm64 builds this validates the oracle for. (On cgo builds go1.19's
         // DWARF gives the call site inside the cgo-rewritten cgo_export.go a wrong
         // DW_AT_call_line, 13 instead of 10: a DWARF quirk that the pclntab does not share.)
-        .flat_map(|v| [Build::new(v, "amd64", Link::Internal, false, true), Build::new(v, "amd64", Link::Pie, false, false)])
+        .flat_map(|v| {
+            [
+                Build::new(v, "amd64", Link::Internal, false, true),
+                Build::new(v, "amd64", Link::Pie, false, false),
+            ]
+        })
         .collect();
     let build_errors = build_all(&builds);
-    let results = parallel_map(&builds, build_threads(), |b| -> Result<(usize, Vec<String>)> {
-        if let Some(e) = build_errors.get(&b.label()) {
-            anyhow::bail!("{e}");
-        }
-        let bin = b.build(FIXTURE)?;
-        let run = run_callers(&bin)?;
-        let bias = run.anchor.1.wrapping_sub(symbol_address(&bin, "main.anchor")?);
-        let mut reals = Vec::new();
-        for s in &run.stacks {
-            reals.extend(s.real_pcs()?);
-        }
-        let pcs: Vec<u64> = reals.iter().map(|r| r.frames[0].pc.wrapping_sub(bias)).collect();
-        let oracle = llvm_symbolize(&tool, &bin, &pcs)?;
-        let mut n = 0;
-        let mut bad = Vec::new();
-        for ((real, pc), got) in reals.iter().zip(&pcs).zip(oracle) {
-            let got = comparable(normalize_llvm(got), true);
-            let want: Vec<Loc> = real
-                .frames
-                .iter()
-                .map(|f| Loc { function: f.function.clone(), file: f.file.clone(), line: f.line })
-                .collect();
-            n += want.len();
-            if got != want {
-                bad.push(format!("{} pc {pc:#x}:\n    CallersFrames:{}\n    llvm:{}", b.label(), show_chain(&want), show_chain(&got)));
+    let results = parallel_map(
+        &builds,
+        build_threads(),
+        |b| -> Result<(usize, Vec<String>)> {
+            if let Some(e) = build_errors.get(&b.label()) {
+                anyhow::bail!("{e}");
             }
-        }
-        Ok((n, bad))
-    });
+            let bin = b.build(FIXTURE)?;
+            let run = run_callers(&bin)?;
+            let bias = run
+                .anchor
+                .1
+                .wrapping_sub(symbol_address(&bin, "main.anchor")?);
+            let mut reals = Vec::new();
+            for s in &run.stacks {
+                reals.extend(s.real_pcs()?);
+            }
+            let pcs: Vec<u64> = reals
+                .iter()
+                .map(|r| r.frames[0].pc.wrapping_sub(bias))
+                .collect();
+            let oracle = llvm_symbolize(&tool, &bin, &pcs)?;
+            let mut n = 0;
+            let mut bad = Vec::new();
+            for ((real, pc), got) in reals.iter().zip(&pcs).zip(oracle) {
+                let got = comparable(normalize_llvm(got), true);
+                let want: Vec<Loc> = real
+                    .frames
+                    .iter()
+                    .map(|f| Loc {
+                        function: f.function.clone(),
+                        file: f.file.clone(),
+                        line: f.line,
+                    })
+                    .collect();
+                n += want.len();
+                if got != want {
+                    bad.push(format!(
+                        "{} pc {pc:#x}:\n    CallersFrames:{}\n    llvm:{}",
+                        b.label(),
+                        show_chain(&want),
+                        show_chain(&got)
+                    ));
+                }
+            }
+            Ok((n, bad))
+        },
+    );
     let mut failures = Vec::new();
     for (b, r) in builds.iter().zip(results) {
         match r {
@@ -478,6 +603,15 @@ fn llvm_symbolizer_agrees_with_callers_frames() {
         }
     }
     if !failures.is_empty() {
-        panic!("{} failures:\n{}", failures.len(), failures.iter().take(SHOW).cloned().collect::<Vec<_>>().join("\n"));
+        panic!(
+            "{} failures:\n{}",
+            failures.len(),
+            failures
+                .iter()
+                .take(SHOW)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 }

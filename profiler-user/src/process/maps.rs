@@ -41,7 +41,13 @@ pub fn parse(text: &str) -> Result<Vec<MapEntry>, MapsError> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| parse_line(l).map_err(|reason| MapsError::BadLine { line: i + 1, reason, text: l.to_string() }))
+        .map(|(i, l)| {
+            parse_line(l).map_err(|reason| MapsError::BadLine {
+                line: i + 1,
+                reason,
+                text: l.to_string(),
+            })
+        })
         .collect()
 }
 
@@ -53,7 +59,11 @@ fn parse_line(line: &str) -> Result<MapEntry, &'static str> {
         let end = t.find(' ').unwrap_or(t.len());
         let (f, r) = t.split_at(end);
         rest = r;
-        if f.is_empty() { Err("missing field") } else { Ok(f) }
+        if f.is_empty() {
+            Err("missing field")
+        } else {
+            Ok(f)
+        }
     };
     let range = field()?;
     let perms = field()?;
@@ -109,7 +119,13 @@ mod tests {
 
     #[test]
     fn bad_lines_are_errors() {
-        for bad in ["zz-10 r-xp 0 00:00 0", "10-5 r-xp 0 00:00 0", "10-20", "10-20 r 0 00:00 0", "10-20 r-xp 0 0000 0"] {
+        for bad in [
+            "zz-10 r-xp 0 00:00 0",
+            "10-5 r-xp 0 00:00 0",
+            "10-20",
+            "10-20 r 0 00:00 0",
+            "10-20 r-xp 0 0000 0",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
@@ -120,7 +136,9 @@ mod tests {
         for _ in 0..2000 {
             let mut s = String::new();
             for _ in 0..(seed % 60) {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 s.push(b"0123456789abcdef- :rwxp/\n"[(seed >> 33) as usize % 25] as char);
             }
             let _ = parse(&s);

@@ -39,7 +39,8 @@ impl SharedBytes {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         // SAFETY: the mapping is read-only; a file truncated under us would fault, which the
         // kernel does not do for executables that are running (ETXTBSY) - the files we map.
-        let map = unsafe { Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+        let map =
+            unsafe { Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
         Ok(SharedBytes(Arc::new(map)))
     }
 }
@@ -70,12 +71,17 @@ pub struct ObjectFile {
 impl ObjectFile {
     pub fn open(path: String, file: &Path) -> Result<Self> {
         let data = SharedBytes::open(file)?;
-        let elf = object::File::parse(data.as_ref()).with_context(|| format!("{path}: not an ELF file"))?;
+        let elf = object::File::parse(data.as_ref())
+            .with_context(|| format!("{path}: not an ELF file"))?;
         let segments = elf
             .segments()
             .map(|s| {
                 let (file_offset, file_size) = s.file_range();
-                LoadSegment { file_offset, file_size, vaddr: s.address() }
+                LoadSegment {
+                    file_offset,
+                    file_size,
+                    vaddr: s.address(),
+                }
             })
             .collect();
         // Only Go binaries get the Go readers: on other files (libc, a 100 MB C++ library)
@@ -87,10 +93,30 @@ impl ObjectFile {
                 Err(e) => (build_info, None, Some(e.to_string())),
             }
         } else {
-            let gnu_build_id = elf.build_id().ok().flatten().map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
-            (BuildInfo { gnu_build_id, ..Default::default() }, None, Some("not a Go binary".into()))
+            let gnu_build_id = elf
+                .build_id()
+                .ok()
+                .flatten()
+                .map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
+            (
+                BuildInfo {
+                    gnu_build_id,
+                    ..Default::default()
+                },
+                None,
+                Some("not a Go binary".into()),
+            )
         };
-        Ok(ObjectFile { path, data, segments, build_info, go, go_error, elf_symbols: OnceLock::new(), dwarf: OnceLock::new() })
+        Ok(ObjectFile {
+            path,
+            data,
+            segments,
+            build_info,
+            go,
+            go_error,
+            elf_symbols: OnceLock::new(),
+            dwarf: OnceLock::new(),
+        })
     }
 
     /// Link-time address of file offset `off`, through the PT_LOAD that contains it.
@@ -103,17 +129,24 @@ impl ObjectFile {
 
     /// ELF symbols (.symtab + .dynsym), parsed on first use.
     pub fn elf_symbols(&self) -> &ElfSymbols<SharedBytes> {
-        self.elf_symbols.get_or_init(|| ElfSymbols::parse(self.data.clone()))
+        self.elf_symbols
+            .get_or_init(|| ElfSymbols::parse(self.data.clone()))
     }
 
     /// DWARF line tables, loaded on first use (None without debug info).
     pub fn dwarf(&self) -> Option<&DwarfSymbols> {
-        self.dwarf.get_or_init(|| DwarfSymbols::parse(self.data.as_ref())).as_ref()
+        self.dwarf
+            .get_or_init(|| DwarfSymbols::parse(self.data.as_ref()))
+            .as_ref()
     }
 
     /// The build id to show in profiles: GNU build id, else Go's.
     pub fn build_id(&self) -> String {
-        self.build_info.gnu_build_id.clone().or_else(|| self.build_info.go_build_id.clone()).unwrap_or_default()
+        self.build_info
+            .gnu_build_id
+            .clone()
+            .or_else(|| self.build_info.go_build_id.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -122,7 +155,13 @@ impl ObjectFile {
 /// A file without section headers at all (sstrip'd) cannot tell, so it gets the full search.
 fn may_be_go(elf: &object::File<'_>) -> bool {
     use object::ObjectSection as _;
-    const GO_SECTIONS: [&str; 5] = [".note.go.buildid", ".go.buildinfo", ".gopclntab", ".data.rel.ro.gopclntab", ".go.module"];
+    const GO_SECTIONS: [&str; 5] = [
+        ".note.go.buildid",
+        ".go.buildinfo",
+        ".gopclntab",
+        ".data.rel.ro.gopclntab",
+        ".go.module",
+    ];
     let mut sections = elf.sections().peekable();
     sections.peek().is_none() || sections.any(|s| s.name().is_ok_and(|n| GO_SECTIONS.contains(&n)))
 }
@@ -143,7 +182,10 @@ impl ObjectCache {
         if let Some(e) = self.failed.get(&key) {
             return Err(e.clone());
         }
-        let via_map_files = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", entry.start, entry.end));
+        let via_map_files = PathBuf::from(format!(
+            "/proc/{pid}/map_files/{:x}-{:x}",
+            entry.start, entry.end
+        ));
         let path = entry.path.trim_end_matches(" (deleted)").to_string();
         let via_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
         let opened = ObjectFile::open(path.clone(), &via_map_files)
@@ -217,11 +259,20 @@ impl ProcessSnapshot {
             mappings.push(Mapped { entry, object });
         }
         mappings.sort_by_key(|m| m.entry.start);
-        Ok(ProcessSnapshot { pid, generation, comm, mappings, errors })
+        Ok(ProcessSnapshot {
+            pid,
+            generation,
+            comm,
+            mappings,
+            errors,
+        })
     }
 
     pub fn resolve(&self, addr: u64) -> Option<Resolved<'_>> {
-        let i = self.mappings.partition_point(|m| m.entry.start <= addr).checked_sub(1)?;
+        let i = self
+            .mappings
+            .partition_point(|m| m.entry.start <= addr)
+            .checked_sub(1)?;
         let mapped = &self.mappings[i];
         if addr >= mapped.entry.end {
             return None;
@@ -229,6 +280,11 @@ impl ProcessSnapshot {
         let object = mapped.object.as_ref()?;
         let file_offset = addr - mapped.entry.start + mapped.entry.offset;
         let link_address = object.link_address(file_offset)?;
-        Some(Resolved { mapping_index: i, mapped, object, link_address })
+        Some(Resolved {
+            mapping_index: i,
+            mapped,
+            object,
+            link_address,
+        })
     }
 }

@@ -28,7 +28,11 @@ impl DwarfSymbols {
     pub fn parse(data: &[u8]) -> Option<Self> {
         let file = object::File::parse(data).ok()?;
         file.section_by_name(".debug_info")?;
-        let endian = if file.is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
+        let endian = if file.is_little_endian() {
+            RunTimeEndian::Little
+        } else {
+            RunTimeEndian::Big
+        };
         let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
             let bytes: Arc<[u8]> = file
                 .section_by_name(id.name())
@@ -39,7 +43,9 @@ impl DwarfSymbols {
         };
         let dwarf = gimli::Dwarf::load(load).ok()?;
         let ctx = addr2line::Context::from_dwarf(dwarf).ok()?;
-        Some(DwarfSymbols { ctx: std::sync::Mutex::new(ctx) })
+        Some(DwarfSymbols {
+            ctx: std::sync::Mutex::new(ctx),
+        })
     }
 
     /// Frames at link-time address `addr`, innermost first; empty when DWARF does not cover it.
@@ -62,7 +68,11 @@ impl DwarfSymbols {
             if function.is_empty() && file.is_empty() {
                 continue;
             }
-            out.push(DwarfFrame { function, file, line });
+            out.push(DwarfFrame {
+                function,
+                file,
+                line,
+            });
         }
         out
     }

@@ -29,7 +29,9 @@ impl<D: AsRef<[u8]>> ElfSymbols<D> {
                 if name.is_empty() || off >= len || std::str::from_utf8(name).is_err() {
                     continue;
                 }
-                let (Ok(off), Ok(n)) = (u32::try_from(off), u32::try_from(name.len())) else { continue };
+                let (Ok(off), Ok(n)) = (u32::try_from(off), u32::try_from(name.len())) else {
+                    continue;
+                };
                 symbols.push((s.address(), s.size(), off, n));
             }
         }
@@ -41,14 +43,20 @@ impl<D: AsRef<[u8]>> ElfSymbols<D> {
 
     /// The function containing link-time address `addr`: (name, start).
     pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
-        let i = self.symbols.partition_point(|s| s.0 <= addr).checked_sub(1)?;
+        let i = self
+            .symbols
+            .partition_point(|s| s.0 <= addr)
+            .checked_sub(1)?;
         let (start, size, off, n) = self.symbols[i];
         // Sized symbols must contain the address; unsized ones (hand-written asm) cover up to
         // the next symbol.
         if size != 0 && addr >= start + size {
             return None;
         }
-        let bytes = self.data.as_ref().get(off as usize..off as usize + n as usize)?;
+        let bytes = self
+            .data
+            .as_ref()
+            .get(off as usize..off as usize + n as usize)?;
         Some((std::str::from_utf8(bytes).ok()?, start))
     }
 

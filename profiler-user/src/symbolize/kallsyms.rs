@@ -56,7 +56,10 @@ impl Kallsyms {
     }
 
     pub fn lookup(&self, addr: u64) -> Option<&str> {
-        let i = self.symbols.partition_point(|s| s.0 <= addr).checked_sub(1)?;
+        let i = self
+            .symbols
+            .partition_point(|s| s.0 <= addr)
+            .checked_sub(1)?;
         let (_, off, len) = self.symbols[i];
         self.text.get(off as usize..(off + len) as usize)
     }
@@ -69,7 +72,8 @@ mod tests {
     #[test]
     fn parses_and_looks_up() {
         let k = Kallsyms::parse(
-            "ffffffff81000000 T _stext\nffffffff81000100 t do_one [kvm]\nffffffff81000200 D data\n".into(),
+            "ffffffff81000000 T _stext\nffffffff81000100 t do_one [kvm]\nffffffff81000200 D data\n"
+                .into(),
         )
         .unwrap();
         assert_eq!(k.lookup(0xffffffff81000150), Some("do_one"));
@@ -79,8 +83,14 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(Kallsyms::parse("0000000000000000 T a\n0000000000000000 T b\n".into()), Err(KallsymsError::Hidden)));
-        assert!(matches!(Kallsyms::parse("zz T a\n".into()), Err(KallsymsError::BadLine(1))));
+        assert!(matches!(
+            Kallsyms::parse("0000000000000000 T a\n0000000000000000 T b\n".into()),
+            Err(KallsymsError::Hidden)
+        ));
+        assert!(matches!(
+            Kallsyms::parse("zz T a\n".into()),
+            Err(KallsymsError::BadLine(1))
+        ));
         assert!(Kallsyms::parse("ffff\n".into()).is_err());
     }
 }

@@ -408,13 +408,12 @@ fn addr2line_matches_go_tool() {
         .spawn()
         .unwrap();
     use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // Feed stdin from a thread: large outputs would otherwise deadlock on full pipes.
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = input.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(feed.as_bytes()).unwrap());
     let theirs = child.wait_with_output().unwrap().stdout;
+    writer.join().unwrap();
     let ours = String::from_utf8(ours).unwrap();
     let theirs = String::from_utf8(theirs).unwrap();
     let (o, g): (Vec<&str>, Vec<&str>) = (ours.lines().collect(), theirs.lines().collect());
@@ -476,13 +475,12 @@ fn compare_llvm(exe: &Path, label: &str, step: u64) {
         return;
     };
     use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // Feed stdin from a thread: large outputs would otherwise deadlock on full pipes.
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = input.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(feed.as_bytes()).unwrap());
     let outp = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    writer.join().unwrap();
     let blocks: Vec<&str> = outp
         .split("\n\n")
         .filter(|b| !b.trim().is_empty())
@@ -606,5 +604,9 @@ fn scan_binary_env() {
         }
     }
     assert_eq!(bad, 0);
-    compare_llvm(Path::new(&std::env::var_os("GPROF_SCAN_BINARY").unwrap()), "scan", 2);
+    compare_llvm(
+        Path::new(&std::env::var_os("GPROF_SCAN_BINARY").unwrap()),
+        "scan",
+        2,
+    );
 }
