@@ -12,7 +12,7 @@ use crate::symbolize::gopclntab::{GoTable, PcKind};
 ///
 /// Without `inlines` it prints what `go tool addr2line` prints: the physical function name and
 /// the innermost `file:line` (for an address in no Go function: `??` and `??:0`). With
-/// `inlines` it prints every frame, innermost first (wrappers elided as the runtime does), as
+/// `inlines` it prints every frame, innermost first (wrapper functions included), as
 /// a function line and a `file:line` line, then an empty line.
 pub fn run(
     binary: &[u8],
@@ -34,7 +34,11 @@ pub fn run(
         if inlines {
             frames.clear();
             if let Some(pc) = pc
-                && table.frames(pc, PcKind::Leaf, &mut frames).is_err()
+                // An address looked up on its own has no caller to elide a wrapper for: keep
+                // wrapper frames (the runtime elides them only inside a traceback).
+                && table
+                    .frames_with_callee(pc, PcKind::Leaf, Some("runtime.gopanic"), &mut frames)
+                    .is_err()
             {
                 frames.clear();
             }

@@ -44,6 +44,7 @@ enum FrameRef {
         pc: u64,
         link: u64,
         kind: PcKind,
+        callee_panics: bool,
     },
     /// An address no mapping (or no readable file) explains.
     Unknown {
@@ -383,6 +384,7 @@ impl Recorder {
                                 pc: f.pc,
                                 link,
                                 kind: f.kind,
+                                callee_panics: f.callee_panics,
                             }
                         }
                         None => FrameRef::Unknown {
@@ -574,12 +576,18 @@ impl Recorder {
                 pc,
                 link,
                 kind,
+                callee_panics,
             } => {
                 let object = self.objects[object].clone();
                 scratch.clear();
                 if let Some(go) = &object.go {
                     let mut frames: Vec<Frame<'_>> = Vec::new();
-                    if go.frames(link, kind, &mut frames).is_ok() {
+                    // Wrapper frames are elided as the runtime does, unless the callee panics.
+                    let callee = callee_panics.then_some("runtime.gopanic");
+                    if go
+                        .frames_with_callee(link, kind, callee, &mut frames)
+                        .is_ok()
+                    {
                         scratch.extend(frames.iter().map(|fr| {
                             (
                                 fr.function.to_string(),

@@ -16,6 +16,9 @@ use crate::symbolize::gopclntab::PcKind;
 pub struct UserFrame {
     pub pc: u64,
     pub kind: PcKind,
+    /// The frame below (the callee) is a panic function: a wrapper frame here is kept, as the
+    /// runtime's traceback keeps it.
+    pub callee_panics: bool,
 }
 
 /// What the repair did, for tests and statistics.
@@ -52,17 +55,20 @@ pub fn complete_stack(
     out.push(UserFrame {
         pc: ip,
         kind: PcKind::Leaf,
+        callee_panics: false,
     });
     if let Some(ret) = snapshot.and_then(|s| missing_caller(s, ip, sp_words, bp_minus_sp)) {
         out.push(UserFrame {
             pc: ret,
             kind: PcKind::Return,
+            callee_panics: false,
         });
         stats.inserted += 1;
     }
     out.extend(callers.iter().map(|&pc| UserFrame {
         pc,
         kind: PcKind::Return,
+        callee_panics: false,
     }));
 
     let Some(snapshot) = snapshot else {
@@ -70,11 +76,14 @@ pub fn complete_stack(
     };
     // Second pass: frames above injected calls, and the TopFrame stop.
     let mut prev_injected = false;
+    let mut prev_panics = false;
     for i in 0..out.len() {
         if prev_injected {
             out[i].kind = PcKind::AfterInjectedCall;
         }
+        out[i].callee_panics = prev_panics;
         prev_injected = false;
+        prev_panics = false;
         let Some(r) = snapshot.resolve(out[i].pc) else {
             continue;
         };
@@ -92,6 +101,10 @@ pub fn complete_stack(
                 break;
             }
             prev_injected = is_injected_call(f.name);
+            prev_panics = matches!(
+                f.name,
+                "runtime.gopanic" | "runtime.sigpanic" | "runtime.panicwrap"
+            );
         }
     }
     out
