@@ -170,12 +170,55 @@ fn test(args: Vec<String>) -> Result<()> {
             Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
             None => (args, Vec::new()),
         };
-    run(cargo()
-        .args(["test", "--release", "--workspace"])
-        .args(&cargo_args)
-        .args(["--", "--test-threads=1"])
-        .args(&test_args))?;
-    bench::smoke()
+    let (passed, failed, ignored) = run_counting_tests(
+        cargo()
+            .args(["test", "--release", "--workspace"])
+            .args(&cargo_args)
+            .args(["--", "--test-threads=1"])
+            .args(&test_args),
+    )?;
+    bench::smoke()?;
+    // One closing line for the whole suite (cargo prints one per test binary, the last of
+    // which is an empty doc-test run).
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and sums its `test result:` lines.
+fn run_counting_tests(cmd: &mut Command) -> Result<(u64, u64, u64)> {
+    use std::io::BufRead as _;
+    eprintln!("xtask: {cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(['.', ';']) {
+                let mut words = part.split_whitespace();
+                if let (Some(n), Some(what)) = (words.next(), words.next())
+                    && let Ok(n) = n.parse::<u64>()
+                {
+                    match what {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        "ignored" => ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok((passed, failed, ignored))
 }
 
 fn main() -> Result<()> {
