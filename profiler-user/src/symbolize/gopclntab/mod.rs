@@ -18,6 +18,7 @@
 //! (buildinfo exists from 1.13 on); a raw table without a version ([`GoTable::from_pclntab`])
 //! is taken to be 1.13–1.15 unless [`GoTable::with_go_version`] says otherwise.
 
+mod cache;
 pub(crate) mod elf;
 #[cfg(test)]
 mod tests;
@@ -191,6 +192,8 @@ pub struct GoTable<D: AsRef<[u8]>> {
     segs: Vec<Seg>,
     go_version: Option<(u32, u32)>,
     wrapper_id: OnceLock<Option<u8>>,
+    /// Per-function decoded tables, filled lazily (see `cache.rs`).
+    cache: cache::FuncCache,
 }
 
 // ---- little helpers -------------------------------------------------------------------------
@@ -768,6 +771,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
             self.layout = layout_for(self.family, self.go_version, self.layout.legacy_tail, false);
         }
         self.wrapper_id = OnceLock::new();
+        self.cache = cache::FuncCache::new(self.nfunc);
         self
     }
 
@@ -805,6 +809,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
             segs,
             go_version,
             wrapper_id: OnceLock::new(),
+            cache: cache::FuncCache::new(hd.nfunc),
         }
     }
 
@@ -1288,6 +1293,16 @@ impl<D: AsRef<[u8]>> GoTable<D> {
         let Some(i) = self.find(pc)? else {
             return Ok(None);
         };
+        if let Some(d) = self.decoded(i)
+            && let Some(r) = self.pc_to_line_cached(d, pc)
+        {
+            return Ok(Some(r));
+        }
+        self.pc_to_line_uncached(i, pc)
+    }
+
+    /// The uncached `pc_to_line` for function `i` (also the fallback of the cache).
+    fn pc_to_line_uncached(&self, i: usize, pc: u64) -> Result<Option<(&str, &str, i32)>> {
         let f = self.raw_func(i)?;
         let fileno = self.pcvalue(f.pcfile, f.entry, pc)?.unwrap_or(-1);
         let line = self.pcvalue(f.pcln, f.entry, pc)?.unwrap_or(-1);
@@ -1315,6 +1330,16 @@ impl<D: AsRef<[u8]>> GoTable<D> {
         let Some(i) = self.find(pc)? else {
             return Ok(None);
         };
+        if let Some(d) = self.decoded(i)
+            && let Some(info) = self.func_at_cached(i, d)
+        {
+            return Ok(Some(info));
+        }
+        self.func_at_uncached(i)
+    }
+
+    /// The uncached `func_at` for function `i` (also the fallback of the cache).
+    fn func_at_uncached(&self, i: usize) -> Result<Option<FuncInfo<'_>>> {
         let f = self.raw_func(i)?;
         Ok(Some(FuncInfo {
             index: i,
@@ -1360,6 +1385,25 @@ impl<D: AsRef<[u8]>> GoTable<D> {
         let Some(i) = self.find(pc)? else {
             return Ok(());
         };
+        if let Some(d) = self.decoded(i) {
+            let start = out.len();
+            if self.frames_cached(d, pc, kind, callee, out).is_some() {
+                return Ok(());
+            }
+            out.truncate(start);
+        }
+        self.frames_uncached(i, pc, kind, callee, out)
+    }
+
+    /// The uncached `frames_with_callee` for function `i` (also the fallback of the cache).
+    fn frames_uncached<'a>(
+        &'a self,
+        i: usize,
+        pc: u64,
+        kind: PcKind,
+        callee: Option<&str>,
+        out: &mut Vec<Frame<'a>>,
+    ) -> Result<()> {
         let f = self.raw_func(i)?;
         let mut cur = pc;
         if kind == PcKind::Return && pc > f.entry {

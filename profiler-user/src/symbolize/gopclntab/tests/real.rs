@@ -206,6 +206,31 @@ fn tiny_program_matches_symtab() {
     }
 }
 
+/// The per-function cache answers exactly as the uncached reader on real binaries of every
+/// installed toolchain (every PC of small functions, a stride elsewhere; cold and warm).
+#[test]
+fn cache_matches_uncached_real() {
+    let dir = work_dir().join("tinycache-src");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("main.go"), TINY).unwrap();
+    std::fs::write(dir.join("go.mod"), "module example.com/tiny\n\ngo 1.19\n").unwrap();
+    for ver in VERSIONS.iter().filter(|v| goroot(v).is_some()) {
+        let Some(exe) = build(ver, &dir, "tinycache", "default") else {
+            continue;
+        };
+        let bin = std::fs::read(&exe).unwrap();
+        let t = GoTable::parse(&bin[..]).unwrap();
+        let (lo, hi) = t.text_range();
+        let mut pcs: Vec<u64> = (lo.saturating_sub(2)..hi + 2).step_by(13).collect();
+        for i in 0..t.func_count() {
+            let e = t.func_entry(i).unwrap();
+            pcs.extend([e, e + 1, e + 4, t.func_entry(i + 1).unwrap() - 1]);
+        }
+        super::check_cache_exact(&t, &pcs);
+        super::check_cache_exact(&t, &pcs);
+    }
+}
+
 /// One fixture stack: raw PCs and the runtime's CallersFrames expansion.
 #[derive(Debug, Default)]
 struct Stack {
