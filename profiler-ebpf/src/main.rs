@@ -19,9 +19,11 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_stack, bpf_probe_read_kernel,
         bpf_probe_read_user, generated::bpf_task_pt_regs,
     },
-    macros::{map, perf_event, tracepoint},
+    macros::{map, perf_event, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
-    programs::{PerfEventContext, TracePointContext, tracing::StackIdContext},
+    programs::{
+        PerfEventContext, RawTracePointContext, TracePointContext, tracing::StackIdContext,
+    },
 };
 use profiler_ebpf::{
     CONTROL_SLOTS, Control, EVENT_EXEC, EVENT_FORK, MAX_COUNT_ENTRIES, MAX_KERNEL_STACKS,
@@ -353,9 +355,11 @@ pub fn on_fork(ctx: TracePointContext) -> u32 {
 }
 
 /// sched_process_exec: the process now runs another image; samples from here on carry a new
-/// generation so userspace symbolizes them against the new mappings.
-#[tracepoint]
-pub fn on_exec(_ctx: TracePointContext) -> u32 {
+/// generation so userspace symbolizes them against the new mappings. A raw tracepoint: it
+/// needs no argument (the current task is the exec'ing one), and unlike a perf tracepoint its
+/// detach does not wait for RCU grace periods (~75 ms at the end of every recording).
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn on_exec(_ctx: RawTracePointContext) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let generation = match TARGETS.get_ptr_mut(&tgid) {
         Some(t) => {

@@ -137,6 +137,7 @@ impl Recorder {
         let sampler = Sampler::start(&SamplerOptions {
             frequency_hz: opts.frequency_hz,
             all_processes: opts.all,
+            follow_children: opts.subprocesses,
         })?;
         let profile = Profile::new_cpu(opts.frequency_hz, SystemTime::now());
         let mut r = Recorder {
