@@ -635,7 +635,11 @@ impl Recorder {
                         link
                     };
                     let name = match object.elf_symbols().lookup(lookup) {
-                        Some((name, _)) => name.to_string(),
+                        // C++ and Rust symbols are shown demangled, as perf and pprof show them.
+                        Some((name, _)) => {
+                            ::addr2line::demangle_auto(std::borrow::Cow::Borrowed(name), None)
+                                .into_owned()
+                        }
                         None => {
                             let base = object.path.rsplit('/').next().unwrap_or(&object.path);
                             format!("{base}+{link:#x}")
