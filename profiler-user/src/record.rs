@@ -514,6 +514,13 @@ impl Recorder {
             "user stack walks ended by a read fault".into(),
             stats[Stat::UserReadFault as usize],
         ));
+        if self.profile.samples.is_empty() {
+            self.notes.push(
+                "no samples: the profiled processes did not run on a CPU during the recording \
+                 (idle or blocked; this is a CPU profiler)"
+                    .into(),
+            );
+        }
         let (agent_cpu, agent_max_rss) = own_usage();
         self.profile.stats = Some(RecordingStats {
             lost,

@@ -149,3 +149,50 @@ fn records_a_command_into_every_format() {
     );
     assert!(String::from_utf8_lossy(&report.stdout).contains("flat%"));
 }
+
+#[test]
+fn ctrl_c_stops_and_prints_the_report() {
+    if !is_root() {
+        return;
+    }
+    let mut target = Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    let agent = Command::new(env!("CARGO_BIN_EXE_gprof-bpf"))
+        .args(["--pid", &target.id().to_string(), "--top", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGINT) };
+    let out = agent.wait_with_output().unwrap();
+    let _ = target.kill();
+    let _ = target.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("flat%") && stdout.contains("profiler CPU time"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn idle_process_gets_a_note_not_an_empty_mystery() {
+    if !is_root() {
+        return;
+    }
+    let mut target = Command::new("sleep").arg("30").spawn().unwrap();
+    let out = gprof(&["--pid", &target.id().to_string(), "-d", "1", "-q"]);
+    let _ = target.kill();
+    let _ = target.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("no samples"), "{stdout}");
+}
