@@ -656,6 +656,17 @@ pub struct Tally {
     pub error: Option<String>,
 }
 
+impl Tally {
+    /// The cell of a build that could not be checked at all; its error also goes to `failures`.
+    pub fn failed(b: &Build, e: &dyn std::fmt::Display, failures: &mut Vec<String>) -> Tally {
+        failures.push(format!("{}: {e:#}", b.label()));
+        Tally {
+            error: Some(format!("{e:#}")),
+            ..Tally::default()
+        }
+    }
+}
+
 /// Prints a table with one row per mode and one column per Go version; a cell is
 /// `<compared> ok`, `<mismatches>/<compared> BAD`, `ERROR` or `-` (not built).
 pub fn print_table(

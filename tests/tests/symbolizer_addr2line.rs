@@ -244,13 +244,7 @@ fn addr2line_matches_go_tool_addr2line() {
                 failures.extend(c.mismatches);
                 c.tally
             }
-            Err(e) => {
-                failures.push(format!("{}: {e:#}", b.label()));
-                Tally {
-                    error: Some(format!("{e:#}")),
-                    ..Tally::default()
-                }
-            }
+            Err(e) => Tally::failed(b, &e, &mut failures),
         };
         cells.insert((b.version.clone(), b.mode()), tally);
     }

@@ -272,13 +272,7 @@ fn callers_frames_matrix() {
                 failures.extend(c.mismatches);
                 c.tally
             }
-            Err(e) => {
-                failures.push(format!("{}: {e:#}", b.label()));
-                Tally {
-                    error: Some(format!("{e:#}")),
-                    ..Tally::default()
-                }
-            }
+            Err(e) => Tally::failed(b, &e, &mut failures),
         };
         cells.insert((b.version.clone(), b.mode()), tally);
     }
@@ -485,13 +479,7 @@ fn llvm_symbolizer_arm64() {
                 failures.extend(c.mismatches);
                 c.tally
             }
-            Err(e) => {
-                failures.push(format!("{}: {e:#}", b.label()));
-                Tally {
-                    error: Some(format!("{e:#}")),
-                    ..Tally::default()
-                }
-            }
+            Err(e) => Tally::failed(b, &e, &mut failures),
         };
         cells.insert((b.version.clone(), b.mode()), tally);
     }
