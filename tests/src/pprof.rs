@@ -1,7 +1,9 @@
 //! `go tool pprof` as an oracle: run it on a profile and compare its text with ours.
 
 use anyhow::{Context as _, Result, bail};
-use std::path::PathBuf;
+use gprof_bpf::profile::Profile;
+use gprof_bpf::report::{self, TextOptions};
+use std::path::{Path, PathBuf};
 
 use crate::go;
 
@@ -76,4 +78,51 @@ pub fn normalize(text: &str, pprof_text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Our text report of `profile` with `opts`.
+pub fn render(profile: &Profile, opts: &TextOptions) -> String {
+    let mut out = Vec::new();
+    report::render_text(profile, opts, &mut out).expect("render_text");
+    String::from_utf8(out).expect("utf-8 report")
+}
+
+impl Oracle {
+    /// Our `--list RE` (with `--noinlines` if asked) must equal pprof's `-list` on `pb`, both
+    /// searching sources in `source_dir` (so pprof's base-name heuristic shortens the names on
+    /// both sides). `label` prefixes the comparison's name.
+    pub fn same_list(
+        &mut self,
+        label: &str,
+        profile: &Profile,
+        pb: &Path,
+        re: &str,
+        noinlines: bool,
+        source_dir: &Path,
+    ) -> Result<()> {
+        let opts = TextOptions {
+            list: Some(regex::Regex::new(re)?),
+            noinlines,
+            source_paths: vec![source_dir.to_path_buf()],
+            ..Default::default()
+        };
+        let source = source_dir.to_str().context("utf-8 path")?;
+        let pb = pb.to_str().context("utf-8 path")?;
+        let mut args = vec!["-list", re, "-source_path", source];
+        if noinlines {
+            args.push("-noinlines");
+        }
+        args.push(pb);
+        let theirs = self.pprof_quiet(&args)?;
+        if !theirs.contains("ROUTINE") {
+            bail!("pprof listed nothing for {re}:\n{theirs}");
+        }
+        let ours = render(profile, &opts);
+        let what = format!(
+            "{label}-list '{re}'{}",
+            if noinlines { " -noinlines" } else { "" }
+        );
+        self.same(&what, &ours, &theirs);
+        Ok(())
+    }
 }

@@ -18,18 +18,12 @@ use gprof_bpf::report::{self, TextOptions};
 use regex::Regex;
 use std::path::Path;
 use tests::go;
-use tests::pprof::Oracle;
+use tests::pprof::{Oracle, render};
 
 /// The toolchains of the oracle: Debian's 1.19 and the newest official one.
 const VERSIONS: &[&str] = &["1.19", "1.27.3"];
 /// How long the fixture burns CPU.
 const RUN_FOR: &str = "2500ms";
-
-fn render(profile: &Profile, opts: &TextOptions) -> String {
-    let mut out = Vec::new();
-    report::render_text(profile, opts, &mut out).expect("render_text");
-    String::from_utf8(out).expect("utf-8 report")
-}
 
 fn read_profile(path: &Path) -> Profile {
     let bytes = std::fs::read(path).unwrap();
@@ -120,24 +114,7 @@ fn check_version(version: &str) -> Result<usize> {
         (r"hashLoop|step", true),
     ];
     for &(re, noinlines) in lists {
-        // The same -source_path for both: the fixture directory (so pprof's base-name heuristic
-        // shortens the names to `main.go` on both sides).
-        let opts = TextOptions {
-            list: Some(Regex::new(re)?),
-            noinlines,
-            source_paths: vec![fixture.clone()],
-            ..Default::default()
-        };
-        let mut args = vec!["-list", re, "-source_path", &fixture_s];
-        if noinlines {
-            args.push("-noinlines");
-        }
-        args.push(&pb_s);
-        let ours = render(&profile, &opts);
-        let theirs = o.pprof_quiet(&args)?;
-        assert!(theirs.contains("ROUTINE"), "{theirs}");
-        let what = format!("-list '{re}'{}", if noinlines { " -noinlines" } else { "" });
-        o.same(&what, &ours, &theirs);
+        o.same_list("", &profile, &pb, re, noinlines, &fixture)?;
     }
     // Without -source_path on either side (absolute names, opened as they are).
     let opts = TextOptions {

@@ -11,17 +11,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use gprof_bpf::profile::Profile;
 use gprof_bpf::record::{self, RecordOptions};
 use gprof_bpf::report::{self, Format, TextOptions};
 use tests::go;
-use tests::pprof::Oracle;
-
-fn render(profile: &Profile, opts: &TextOptions) -> String {
-    let mut out = Vec::new();
-    report::render_text(profile, opts, &mut out).expect("render_text");
-    String::from_utf8(out).expect("utf-8")
-}
+use tests::pprof::{Oracle, render};
 
 /// Line of `func NAME` (plain, generic or method) in the fixture's main.go: the oracle for
 /// `Function.start_line`, read from the source, not from the binary.
@@ -87,7 +80,6 @@ fn recorded_profile_reports_match_go_tool_pprof() {
     let profile = report::decode_pprof(&std::fs::read(&ours_pb).unwrap()).expect("decode ours");
 
     let fixture = go::fixture_dir("pprofcpu");
-    let fixture_s = fixture.to_str().unwrap().to_string();
     let pb_s = ours_pb.to_str().unwrap().to_string();
     let mut o = Oracle {
         version: version.clone(),
@@ -112,29 +104,8 @@ fn recorded_profile_reports_match_go_tool_pprof() {
         (r"^main\.", false),
         (r"^main\.", true),
     ] {
-        let ours = render(
-            &profile,
-            &TextOptions {
-                list: Some(regex::Regex::new(re).unwrap()),
-                noinlines,
-                source_paths: vec![fixture.clone()],
-                ..Default::default()
-            },
-        );
-        let mut args = vec!["-list", re, "-source_path", &fixture_s];
-        if noinlines {
-            args.push("-noinlines");
-        }
-        args.push(&pb_s);
-        let theirs = o.pprof_quiet(&args).unwrap();
-        o.same(
-            &format!(
-                "recorded: -list '{re}'{}",
-                if noinlines { " -noinlines" } else { "" }
-            ),
-            &ours,
-            &theirs,
-        );
+        o.same_list("recorded: ", &profile, &ours_pb, re, noinlines, &fixture)
+            .unwrap();
     }
     for (nodecount, noinlines) in [(None, false), (Some(5), false), (None, true)] {
         let ours = render(
