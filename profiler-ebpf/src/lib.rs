@@ -98,9 +98,6 @@ pub enum Control {
     AllProcesses = 1,
     /// Offset of `child_pid` in the sched_process_fork tracepoint record (read from tracefs).
     ForkChildPidOffset = 2,
-    /// `kernel.perf_event_max_stack` (capped at 127): a `bpf_get_stack` result shorter than
-    /// this is the whole stack; one this long may have been cut and is walked again by hand.
-    KernelStackCap = 3,
 }
 pub const CONTROL_SLOTS: u32 = 4;
 

@@ -161,11 +161,6 @@ impl Sampler {
             0,
         )?;
         control.set(Control::ForkChildPidOffset as u32, fork_offset, 0)?;
-        let max_stack = std::fs::read_to_string("/proc/sys/kernel/perf_event_max_stack")
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .unwrap_or(127);
-        control.set(Control::KernelStackCap as u32, max_stack.min(127), 0)?;
 
         let exec: &mut RawTracePoint = ebpf
             .program_mut("on_exec")
