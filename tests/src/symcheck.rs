@@ -729,6 +729,24 @@ pub fn same_text(a: &Path, b: &Path) -> Result<bool> {
 
 /// Writes every failure of `test` to `<target>/symbolizer-reports/<test>.txt` (CI logs show
 /// only the first few) and returns the path.
+/// Fails `test` when there are failures: all of them go to its report file, the first `show`
+/// into the panic message.
+pub fn fail_on(test: &str, failures: &[String], show: usize) {
+    if failures.is_empty() {
+        return;
+    }
+    let report = write_report(test, failures);
+    let mut msg = format!(
+        "{} failures (all in {}; first {show}):\n",
+        failures.len(),
+        report.display()
+    );
+    for f in failures.iter().take(show) {
+        msg.push_str(&format!("  {f}\n"));
+    }
+    panic!("{msg}");
+}
+
 pub fn write_report(test: &str, lines: &[String]) -> PathBuf {
     let dir = go::target_dir().join("symbolizer-reports");
     let path = dir.join(format!("{test}.txt"));

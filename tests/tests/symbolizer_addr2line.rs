@@ -29,7 +29,6 @@
 use anyhow::{Context as _, Result, ensure};
 use gprof_bpf::symbolize::gopclntab::GoTable;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use tests::symcheck::{
     Build, Link, Loc, Tally, build_threads, go_addr2line, installed_versions, parallel_map,
     parse_addr2line, print_table,
@@ -260,17 +259,5 @@ fn addr2line_matches_go_tool_addr2line() {
         &versions,
         &modes,
     );
-    if !failures.is_empty() {
-        let report =
-            tests::symcheck::write_report("addr2line_matches_go_tool_addr2line", &failures);
-        let mut msg = format!(
-            "{} failures (all in {}; first {SHOW}):\n",
-            failures.len(),
-            report.display()
-        );
-        for f in failures.iter().take(SHOW) {
-            let _ = writeln!(msg, "  {f}");
-        }
-        panic!("{msg}");
-    }
+    tests::symcheck::fail_on("addr2line_matches_go_tool_addr2line", &failures, SHOW);
 }

@@ -20,7 +20,6 @@
 use anyhow::{Context as _, Result, ensure};
 use gprof_bpf::symbolize::gopclntab::{Frame, GoTable, PcKind};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 use tests::symcheck::{
     Build, Link, Loc, Tally, build_threads, func_symbols, installed_versions, llvm_symbolize,
@@ -286,18 +285,7 @@ fn callers_frames_matrix() {
         "callers_frames_matrix: {} builds, {n_ok} fully equal; {frames} frames compared, {bad} in mismatching PCs",
         builds.len()
     );
-    if !failures.is_empty() {
-        let report = tests::symcheck::write_report("callers_frames_matrix", &failures);
-        let mut msg = format!(
-            "{} failures (all in {}; first {SHOW}):\n",
-            failures.len(),
-            report.display()
-        );
-        for f in failures.iter().take(SHOW) {
-            let _ = writeln!(msg, "  {f}");
-        }
-        panic!("{msg}");
-    }
+    tests::symcheck::fail_on("callers_frames_matrix", &failures, SHOW);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,18 +482,7 @@ fn llvm_symbolizer_arm64() {
         builds.len(),
         failures.len()
     );
-    if !failures.is_empty() {
-        let report = tests::symcheck::write_report("llvm_symbolizer_arm64", &failures);
-        let mut msg = format!(
-            "{} failures (all in {}; first {SHOW}):\n",
-            failures.len(),
-            report.display()
-        );
-        for f in failures.iter().take(SHOW) {
-            let _ = writeln!(msg, "  {f}");
-        }
-        panic!("{msg}");
-    }
+    tests::symcheck::fail_on("llvm_symbolizer_arm64", &failures, SHOW);
 }
 
 /// The oracle itself: on pure-Go amd64 builds, llvm-symbolizer at (return address − 1) gives the same
