@@ -8,40 +8,88 @@
 /// counted in [`Stat::TruncatedStacks`] so the report can say so.
 pub const MAX_USER_FRAMES: usize = 192;
 
-/// Entries of each count map (one per distinct key per drain interval).
+/// Default entries of each count map. The agent sets the real sizes at load time from the CPU
+/// count, the rate and the drain interval (`EbpfLoader::set_max_entries`); these are what the
+/// object file declares.
 pub const MAX_COUNT_ENTRIES: u32 = 32 * 1024;
 /// Stacks of up to this many frames are stored in the (cheaper) short-stack maps.
 pub const SHORT_STACK_FRAMES: usize = 32;
-/// Entries of each short-stack map (distinct stacks per drain interval).
+/// Default entries of each short-stack map (distinct stacks per drain interval).
 pub const MAX_SHORT_STACKS: u32 = 8 * 1024;
-/// Entries of each long-stack map.
+/// Default entries of each long-stack map.
 pub const MAX_LONG_STACKS: u32 = 2 * 1024;
-/// Entries of each kernel stack-trace map.
+/// Default entries of each kernel stack-trace map.
 pub const MAX_KERNEL_STACKS: u32 = 4 * 1024;
 /// Entries of the process filter.
 pub const MAX_TARGETS: u32 = 64 * 1024;
+/// Default entries of the frame-0 rule map (an LRU: old rules are evicted, never lost samples).
+pub const MAX_FRAME0_RULES: u32 = 64 * 1024;
 
-/// Aggregation key: one count per distinct (process, thread, image, stacks, frame-0 registers).
+/// Aggregation key (ABI v2): one count per distinct (process image, stacks, frame-0 words,
+/// dimensions). Fields that are 0 unless asked for keep in-kernel aggregation effective.
 ///
-/// The two words at SP and `bp - sp` let userspace repair frame 0 of a Go stack: a frameless
-/// leaf (or a prologue/epilogue PC) has not saved BP, so the frame-pointer walk skips its caller;
-/// the pcsp table then says where the return address is. They are kept in the small count key
-/// rather than in the deduplicated stack so that stacks stay shared.
+/// Frame-0 repair: a frameless Go leaf (or a prologue/epilogue PC) has not saved BP, so the
+/// frame-pointer walk skips its caller; the return address is then at `[SP]` or `[SP+8]`
+/// (userspace knows which from pcsp). Those words are random data for every other PC and would
+/// make nearly every sample a new key, so the kernel keeps them only for IPs userspace has not
+/// yet classified, and for the others only the word the rule names (see [`Frame0Rule`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct SampleKey {
     pub tgid: u32,
-    pub tid: u32,
     /// Bumped by the exec tracepoint: tells apart the images a pid ran over time.
     pub generation: u32,
+    /// The thread id with `--threads`, else 0.
+    pub tid: u32,
     /// Id in the kernel stack map, or a negative errno (no kernel stack / lost).
     pub kernel_stack_id: i32,
     /// Key in the user stack map; 0 means no user stack.
     pub user_stack_hash: u64,
-    /// `[sp]` and `[sp + 8]` of the user registers (0 if unreadable).
-    pub sp_words: [u64; 2],
-    /// `bp - sp` of the user registers (wrapping).
-    pub bp_minus_sp: u64,
+    /// `[sp]` and `[sp + 8]` of the user registers as the frame-0 rule keeps them (else 0).
+    pub frame0: [u64; 2],
+    /// [`KEY_FLAG_BP_IS_SP`], the event kind in bits 8..16 ([`EVENT_KIND_CPU`]...).
+    pub flags: u32,
+    /// Interned pprof label set of the goroutine (0: none or not collected).
+    pub label_set: u32,
+    /// Goroutine id with `--goroutines`, else 0.
+    pub goid: u64,
+}
+
+/// `SampleKey::flags`: BP equalled SP at the sample (the frame is established at SP delta 8).
+pub const KEY_FLAG_BP_IS_SP: u32 = 1;
+/// `SampleKey::flags` bits 8..16: what the sample measures.
+pub const EVENT_KIND_SHIFT: u32 = 8;
+pub const EVENT_KIND_CPU: u32 = 0;
+
+/// The value of a count entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SampleValue {
+    pub count: u64,
+    /// Sum of the sampling periods of these samples, in nanoseconds: the CPU time they stand
+    /// for (the period varies when it is jittered).
+    pub weight_ns: u64,
+}
+
+/// Key of the frame-0 rule map: an IP of a process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Frame0Key {
+    pub tgid: u32,
+    pub generation: u32,
+    pub ip: u64,
+}
+
+/// What the kernel keeps of `[SP]`, `[SP+8]` at an IP, as userspace learned it from pcsp.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame0Rule {
+    /// The frame is established (or the IP is not Go code): keep neither word.
+    Neither = 1,
+    /// SP delta 0: the return address is `[SP]`.
+    Word0 = 2,
+    /// SP delta 8: the return address is `[SP+8]` unless BP == SP.
+    Word1 = 3,
 }
 
 /// A user stack: `frames[0]` is the interrupted IP, the rest are return addresses from the
@@ -58,7 +106,7 @@ pub struct UserStack {
 /// A stack of at most [`SHORT_STACK_FRAMES`] frames: the same layout as the start of
 /// [`UserStack`], so the kernel stores the first bytes of its scratch stack as is.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct ShortStack {
     pub len: u32,
     pub truncated: u32,
@@ -80,13 +128,15 @@ pub struct TargetInfo {
 pub struct ProcessEvent {
     pub kind: u32,
     pub tgid: u32,
-    /// For forks: the child's pid. For execs: the new generation.
+    /// For forks: the child's pid. For execs: the new generation. For exits: 0.
     pub value: u32,
     pub _pad: u32,
 }
 
 pub const EVENT_FORK: u32 = 1;
 pub const EVENT_EXEC: u32 = 2;
+/// A process (thread group leader) exited; `value` is 0.
+pub const EVENT_EXIT: u32 = 3;
 
 /// Slots of the control array written by userspace.
 #[repr(u32)]
@@ -98,8 +148,13 @@ pub enum Control {
     AllProcesses = 1,
     /// Offset of `child_pid` in the sched_process_fork tracepoint record (read from tracefs).
     ForkChildPidOffset = 2,
+    /// Non-zero: the thread id is part of the key (`--threads`).
+    Threads = 3,
+    /// The current sampling period in nanoseconds: the weight of each sample (userspace
+    /// updates it when it jitters the period).
+    PeriodNanos = 4,
 }
-pub const CONTROL_SLOTS: u32 = 4;
+pub const CONTROL_SLOTS: u32 = 8;
 
 /// Per-CPU counters (index into the stats array).
 #[repr(u32)]
@@ -123,15 +178,21 @@ pub enum Stat {
     TruncatedStacks = 7,
     /// Samples of wanted processes that had no user context (kernel threads).
     NoUserContext = 8,
-    /// Fork/exec events dropped because the ring buffer was full.
+    /// Fork/exec/exit events dropped because the ring buffer was full.
     LostEvents = 9,
+    /// Samples that found their key already present (aggregated in the kernel).
+    CountHits = 10,
+    /// Samples whose IP had a frame-0 rule.
+    Frame0RuleHits = 11,
 }
-pub const STAT_SLOTS: u32 = 10;
+pub const STAT_SLOTS: u32 = 12;
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain #[repr(C)] data with no padding-sensitive invariants.
     unsafe impl aya::Pod for super::SampleKey {}
+    unsafe impl aya::Pod for super::SampleValue {}
+    unsafe impl aya::Pod for super::Frame0Key {}
     unsafe impl aya::Pod for super::UserStack {}
     unsafe impl aya::Pod for super::ShortStack {}
     unsafe impl aya::Pod for super::TargetInfo {}

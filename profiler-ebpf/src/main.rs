@@ -5,9 +5,16 @@
 //!   takes the kernel stack with `bpf_get_stackid`, and counts samples per key in one of two
 //!   map sets; userspace flips the active set and drains the other, so a recording of any
 //!   length never fills the maps.
-//! * `on_fork` / `on_exec` (sched tracepoints): `--subprocesses` and image changes.
+//! * `on_fork` / `on_exec` / `on_exit` (sched tracepoints): `--subprocesses`, image changes and
+//!   process ends, sent to userspace as they happen so it can read a new image right away.
+//!
+//! Key layout and the frame-0 rule map are described in `profiler_ebpf::SampleKey` (ABI v2).
 #![no_std]
 #![no_main]
+// The bpf target has no atomic types with read-modify-write methods; the intrinsic lowers to
+// BPF's atomic add (the build uses RUSTC_BOOTSTRAP=1, see profiler-user/build.rs).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 // Map keys and values are passed by reference on purpose: by value they are copied onto the
 // 512-byte BPF stack, which this program would then overflow.
 #![allow(clippy::needless_borrows_for_generic_args)]
@@ -20,15 +27,18 @@ use aya_ebpf::{
         bpf_probe_read_user, generated::bpf_task_pt_regs,
     },
     macros::{map, perf_event, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{
         PerfEventContext, RawTracePointContext, TracePointContext, tracing::StackIdContext,
     },
 };
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
 use profiler_ebpf::{
-    CONTROL_SLOTS, Control, EVENT_EXEC, EVENT_FORK, MAX_COUNT_ENTRIES, MAX_KERNEL_STACKS,
-    MAX_LONG_STACKS, MAX_SHORT_STACKS, MAX_TARGETS, MAX_USER_FRAMES, ProcessEvent,
-    SHORT_STACK_FRAMES, STAT_SLOTS, SampleKey, ShortStack, Stat, TargetInfo, UserStack,
+    CONTROL_SLOTS, Control, EVENT_EXEC, EVENT_EXIT, EVENT_FORK, Frame0Key, Frame0Rule,
+    KEY_FLAG_BP_IS_SP, MAX_COUNT_ENTRIES, MAX_FRAME0_RULES, MAX_KERNEL_STACKS, MAX_LONG_STACKS,
+    MAX_SHORT_STACKS, MAX_TARGETS, MAX_USER_FRAMES, ProcessEvent, SHORT_STACK_FRAMES, STAT_SLOTS,
+    SampleKey, SampleValue, ShortStack, Stat, TargetInfo, UserStack,
 };
 
 #[map]
@@ -42,13 +52,16 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 /// Per-CPU scratch for the stack being walked (too large for the 512-byte BPF stack).
 #[map]
 static SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
+/// What to keep of `[SP]`/`[SP+8]` per (process image, IP), learned by userspace from pcsp.
+#[map]
+static FRAME0_RULES: LruHashMap<Frame0Key, u32> = LruHashMap::with_max_entries(MAX_FRAME0_RULES, 0);
 
 // Two map sets; CONTROL[ActiveSet] picks the one being written. All preallocated: an insert
 // in the sampling path then takes an element from a free list instead of allocating.
 #[map]
-static COUNTS_0: HashMap<SampleKey, u64> = HashMap::with_max_entries(MAX_COUNT_ENTRIES, 0);
+static COUNTS_0: HashMap<SampleKey, SampleValue> = HashMap::with_max_entries(MAX_COUNT_ENTRIES, 0);
 #[map]
-static COUNTS_1: HashMap<SampleKey, u64> = HashMap::with_max_entries(MAX_COUNT_ENTRIES, 0);
+static COUNTS_1: HashMap<SampleKey, SampleValue> = HashMap::with_max_entries(MAX_COUNT_ENTRIES, 0);
 #[map]
 static SHORT_STACKS_0: HashMap<u64, ShortStack> = HashMap::with_max_entries(MAX_SHORT_STACKS, 0);
 #[map]
@@ -64,7 +77,7 @@ static KERNEL_STACKS_1: StackTrace = StackTrace::with_max_entries(MAX_KERNEL_STA
 
 /// One map set.
 struct MapSet {
-    counts: &'static HashMap<SampleKey, u64>,
+    counts: &'static HashMap<SampleKey, SampleValue>,
     short_stacks: &'static HashMap<u64, ShortStack>,
     long_stacks: &'static HashMap<u64, UserStack>,
     kernel_stacks: &'static StackTrace,
@@ -152,12 +165,18 @@ fn record(ctx: &PerfEventContext, tgid: u32, tid: u32, generation: u32, set: &Ma
     let counts = set.counts;
     let mut key = SampleKey {
         tgid,
-        tid,
         generation,
+        tid: if control(Control::Threads) != 0 {
+            tid
+        } else {
+            0
+        },
         kernel_stack_id: -1,
         user_stack_hash: 0,
-        sp_words: [0; 2],
-        bp_minus_sp: 0,
+        frame0: [0; 2],
+        flags: 0,
+        label_set: 0,
+        goid: 0,
     };
     let data = ctx.as_ptr() as *const bpf_perf_event_data;
     // SAFETY: valid context.
@@ -180,24 +199,70 @@ fn record(ctx: &PerfEventContext, tgid: u32, tid: u32, generation: u32, set: &Ma
             if let Some(hash) = user_stack(&regs, set) {
                 key.user_stack_hash = hash;
             }
-            let sp = regs.rsp;
-            // SAFETY: checked user reads.
-            key.sp_words[0] = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
-            key.sp_words[1] = unsafe { bpf_probe_read_user((sp + 8) as *const u64) }.unwrap_or(0);
-            key.bp_minus_sp = regs.rbp.wrapping_sub(sp);
+            frame0_words(&regs, tgid, generation, &mut key);
         }
         None => bump(Stat::NoUserContext),
     }
-    // Keys include the thread id, and a thread runs on one CPU at a time, so no other CPU
-    // updates this entry concurrently: a plain increment is exact.
-    match counts.get_ptr_mut(&key) {
-        // SAFETY: map value pointer of our own key.
-        Some(v) => unsafe { *v += 1 },
-        None => {
-            if counts.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
-                bump(Stat::LostCountMapFull);
+    let weight = u64::from(control(Control::PeriodNanos));
+    // Several CPUs may count into one entry (the thread id is not in the key by default), so
+    // the adds are atomic; two CPUs inserting the same new key race on BPF_NOEXIST, and the
+    // loser adds into the winner's entry.
+    for _ in 0..2 {
+        if let Some(v) = counts.get_ptr_mut(&key) {
+            // SAFETY: map value pointer of our own key, valid for this program run; the
+            // fields are 8-byte aligned u64s.
+            unsafe {
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*v).count, 1);
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+                    &raw mut (*v).weight_ns,
+                    weight,
+                );
             }
+            bump(Stat::CountHits);
+            return;
         }
+        let first = SampleValue {
+            count: 1,
+            weight_ns: weight,
+        };
+        if counts.insert(&key, &first, BPF_NOEXIST as u64).is_ok() {
+            return;
+        }
+    }
+    bump(Stat::LostCountMapFull);
+}
+
+/// Keeps the words at SP the frame-0 rule for this IP asks for (both when there is no rule
+/// yet: userspace then classifies the IP and installs one).
+#[inline(always)]
+fn frame0_words(regs: &pt_regs, tgid: u32, generation: u32, key: &mut SampleKey) {
+    let sp = regs.rsp;
+    if regs.rbp == sp {
+        key.flags |= KEY_FLAG_BP_IS_SP;
+    }
+    let rule_key = Frame0Key {
+        tgid,
+        generation,
+        ip: regs.rip,
+    };
+    // SAFETY: lookup in our own map; the value is copied out.
+    let rule = unsafe { FRAME0_RULES.get(&rule_key) }.copied();
+    let (word0, word1) = match rule {
+        Some(r) if r == Frame0Rule::Neither as u32 => (false, false),
+        Some(r) if r == Frame0Rule::Word0 as u32 => (true, false),
+        Some(r) if r == Frame0Rule::Word1 as u32 => (false, regs.rbp != sp),
+        _ => (true, true),
+    };
+    if rule.is_some() {
+        bump(Stat::Frame0RuleHits);
+    }
+    if word0 {
+        // SAFETY: checked user read.
+        key.frame0[0] = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
+    }
+    if word1 {
+        // SAFETY: checked user read.
+        key.frame0[1] = unsafe { bpf_probe_read_user((sp + 8) as *const u64) }.unwrap_or(0);
     }
 }
 
@@ -290,6 +355,9 @@ fn walk_frame_pointers(regs: &pt_regs, stack: &mut UserStack) -> (usize, u64) {
     (len, hash)
 }
 
+/// `bpf_ringbuf_output` flag: do not wake the reader (it reads on its next wakeup).
+const BPF_RB_NO_WAKEUP: u64 = 1;
+
 #[inline(always)]
 fn send_event(kind: u32, tgid: u32, value: u32) {
     let event = ProcessEvent {
@@ -298,7 +366,14 @@ fn send_event(kind: u32, tgid: u32, value: u32) {
         value,
         _pad: 0,
     };
-    if EVENTS.output::<ProcessEvent>(&event, 0).is_err() {
+    // Forks and execs wake userspace at once (it reads the new image while it runs); exits
+    // can wait for the next wakeup.
+    let flags = if kind == EVENT_EXIT {
+        BPF_RB_NO_WAKEUP
+    } else {
+        0
+    };
+    if EVENTS.output::<ProcessEvent>(&event, flags).is_err() {
         bump(Stat::LostEvents);
     }
 }
@@ -366,6 +441,24 @@ pub fn on_exec(_ctx: RawTracePointContext) -> i32 {
         }
     };
     send_event(EVENT_EXEC, tgid, generation);
+    0
+}
+
+/// sched_process_exit: fires for every exiting thread; only a thread-group leader's exit ends
+/// a process. Sent for followed processes (every process with `--all`) so userspace can drop
+/// their state once their last samples are drained.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn on_exit(_ctx: RawTracePointContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid != pid_tgid as u32 {
+        return 0;
+    }
+    // SAFETY: lookup in our own map.
+    let followed = unsafe { TARGETS.get(&tgid) }.is_some();
+    if followed || control(Control::AllProcesses) != 0 {
+        send_event(EVENT_EXIT, tgid, 0);
+    }
     0
 }
 

@@ -86,6 +86,21 @@ struct RecordArgs {
     /// No progress messages on stderr.
     #[arg(short, long)]
     quiet: bool,
+    /// Keep the thread id of every sample (a `tid` label); off by default, it multiplies the
+    /// number of distinct samples.
+    #[arg(long)]
+    threads: bool,
+    /// Sample at exactly 1/frequency instead of a period varied randomly around it (the
+    /// variation keeps sampling from locking onto periodic work; the mean rate is the same).
+    #[arg(long)]
+    no_jitter: bool,
+    /// Cut the recording into windows this long and write each as a pprof file into
+    /// --window-dir (the report still covers the whole recording).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "window_dir")]
+    window: Option<Duration>,
+    /// Directory for the per-window profiles (window-00001.pb.gz, ...).
+    #[arg(long, value_name = "DIR", requires = "window")]
+    window_dir: Option<PathBuf>,
     #[command(flatten)]
     output: OutputArgs,
     /// Command to start and profile from its first instruction: gprof-bpf -- ./prog args.
@@ -207,6 +222,10 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
         frequency_hz: args.frequency,
         duration: args.duration,
         drain_interval: args.drain_interval,
+        threads: args.threads,
+        jitter: !args.no_jitter,
+        window: args.window,
+        window_dir: args.window_dir.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,8 +5,12 @@
 //! prologue before `MOVQ SP, BP`, an epilogue after `POPQ BP` - BP is still the caller's, so
 //! the walk's first return address is the caller's caller and the caller is lost. The pcsp
 //! table says where the return address is: at `[SP + d]` (amd64), `d` being the SP delta at
-//! the sampled PC. The kernel sends `[SP]`, `[SP+8]` and `BP - SP`, which covers `d` = 0 and 8,
-//! the only deltas at which BP is not yet (or no longer) this frame's.
+//! the sampled PC. The kernel sends `[SP]`, `[SP+8]` and whether BP == SP, which covers `d` = 0
+//! and 8, the only deltas at which BP is not yet (or no longer) this frame's. So that those
+//! words do not split the in-kernel aggregates, [`frame0_rule`] tells the kernel per IP which
+//! of them the repair will read.
+
+use profiler_ebpf::Frame0Rule;
 
 use crate::process::ProcessSnapshot;
 use crate::symbolize::gopclntab::PcKind;
@@ -45,7 +49,7 @@ pub fn complete_stack(
     snapshot: Option<&ProcessSnapshot>,
     frames: &[u64],
     sp_words: [u64; 2],
-    bp_minus_sp: u64,
+    bp_is_sp: bool,
     stats: &mut RepairStats,
 ) -> Vec<UserFrame> {
     let mut out = Vec::with_capacity(frames.len() + 1);
@@ -57,7 +61,7 @@ pub fn complete_stack(
         kind: PcKind::Leaf,
         callee_panics: false,
     });
-    if let Some(ret) = snapshot.and_then(|s| missing_caller(s, ip, sp_words, bp_minus_sp)) {
+    if let Some(ret) = snapshot.and_then(|s| missing_caller(s, ip, sp_words, bp_is_sp)) {
         out.push(UserFrame {
             pc: ret,
             kind: PcKind::Return,
@@ -116,14 +120,14 @@ fn missing_caller(
     snapshot: &ProcessSnapshot,
     ip: u64,
     sp_words: [u64; 2],
-    bp_minus_sp: u64,
+    bp_is_sp: bool,
 ) -> Option<u64> {
     let r = snapshot.resolve(ip)?;
     let go = r.object.go.as_ref()?;
     let d = go.sp_delta(r.link_address).ok()??;
-    // BP points at this frame's saved-BP slot exactly when BP == SP + d - 8.
-    let frame_established = d >= 8 && bp_minus_sp as i64 == i64::from(d) - 8;
-    if frame_established {
+    // BP points at this frame's saved-BP slot exactly when BP == SP + d - 8; only d = 8 can
+    // have it here (larger deltas never need the repair).
+    if d == 8 && bp_is_sp {
         return None;
     }
     let ret = match d {
@@ -132,4 +136,19 @@ fn missing_caller(
         _ => return None,
     };
     (ret != 0).then_some(ret)
+}
+
+/// What the kernel must keep of the words at SP for samples at `ip`: the one the repair reads
+/// at this PC's SP delta, or none. None when the IP is not mapped yet (the kernel then keeps
+/// both words, as for every IP without a rule).
+pub fn frame0_rule(snapshot: &ProcessSnapshot, ip: u64) -> Option<Frame0Rule> {
+    let r = snapshot.resolve(ip)?;
+    let Some(go) = r.object.go.as_ref() else {
+        return Some(Frame0Rule::Neither);
+    };
+    Some(match go.sp_delta(r.link_address) {
+        Ok(Some(0)) => Frame0Rule::Word0,
+        Ok(Some(8)) => Frame0Rule::Word1,
+        _ => Frame0Rule::Neither,
+    })
 }

@@ -70,6 +70,7 @@ fn recorded_profile_reports_match_go_tool_pprof() {
         frequency_hz: 99,
         duration: Some(Duration::from_secs(30)),
         drain_interval: Duration::from_millis(500),
+        ..RecordOptions::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -66,6 +66,7 @@ fn options(pids: Vec<u32>, seconds: f64) -> RecordOptions {
         frequency_hz: 99,
         duration: Some(Duration::from_secs_f64(seconds)),
         drain_interval: Duration::from_millis(500),
+        ..RecordOptions::default()
     }
 }
 

@@ -8,10 +8,12 @@
 //! one binary share one reader.
 
 pub mod maps;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, Result};
@@ -53,8 +55,37 @@ pub struct LoadSegment {
     pub vaddr: u64,
 }
 
+/// Why a process could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the process is gone")]
+    Gone,
+    #[error("permission denied")]
+    Denied,
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+impl ReadError {
+    fn from_io(e: &std::io::Error, what: &str) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => ReadError::Gone,
+            std::io::ErrorKind::PermissionDenied => ReadError::Denied,
+            _ => ReadError::Unreadable(format!("{what}: {e}")),
+        }
+    }
+}
+
+/// Identifies an opened file for the lifetime of the agent (never reused), so caches can be
+/// keyed by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId(pub u64);
+
+static NEXT_OBJECT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// An opened executable or shared library.
 pub struct ObjectFile {
+    pub id: ObjectId,
     /// The path as the process saw it.
     pub path: String,
     pub data: SharedBytes,
@@ -108,6 +139,7 @@ impl ObjectFile {
             )
         };
         Ok(ObjectFile {
+            id: ObjectId(NEXT_OBJECT_ID.fetch_add(1, Ordering::Relaxed)),
             path,
             data,
             segments,
@@ -166,17 +198,45 @@ fn may_be_go(elf: &object::File<'_>) -> bool {
     sections.peek().is_none() || sections.any(|s| s.name().is_ok_and(|n| GO_SECTIONS.contains(&n)))
 }
 
-/// Opened files shared by every process that maps them.
+/// Opened files shared by every process that maps them. A file no snapshot maps any more is
+/// closed at the next [`ObjectCache::evict_unused`] (a window that still needs it holds its
+/// own reference).
 #[derive(Default)]
 pub struct ObjectCache {
     by_inode: HashMap<(u32, u32, u64), Arc<ObjectFile>>,
     failed: HashMap<(u32, u32, u64), String>,
+    pub opened: u64,
+    pub hits: u64,
+    pub evicted: u64,
 }
 
+/// Files that could not be opened are remembered (not retried) up to this many.
+const MAX_FAILED: usize = 4096;
+
 impl ObjectCache {
+    /// Closes the files that only the cache still references.
+    pub fn evict_unused(&mut self) {
+        let before = self.by_inode.len();
+        self.by_inode.retain(|_, o| Arc::strong_count(o) > 1);
+        self.evicted += (before - self.by_inode.len()) as u64;
+        if self.failed.len() > MAX_FAILED {
+            self.failed.clear();
+        }
+    }
+
+    /// Files open now.
+    pub fn len(&self) -> usize {
+        self.by_inode.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_inode.is_empty()
+    }
+
     fn get(&mut self, pid: u32, entry: &MapEntry) -> Result<Arc<ObjectFile>, String> {
         let key = (entry.dev.0, entry.dev.1, entry.inode);
         if let Some(o) = self.by_inode.get(&key) {
+            self.hits += 1;
             return Ok(o.clone());
         }
         if let Some(e) = self.failed.get(&key) {
@@ -193,6 +253,7 @@ impl ObjectCache {
             .map_err(|e| format!("{path}: {e:#}"));
         match opened {
             Ok(o) => {
+                self.opened += 1;
                 let o = Arc::new(o);
                 self.by_inode.insert(key, o.clone());
                 Ok(o)
@@ -206,12 +267,14 @@ impl ObjectCache {
 }
 
 /// A mapping of a process with its opened file.
+#[derive(Clone)]
 pub struct Mapped {
     pub entry: MapEntry,
     pub object: Option<Arc<ObjectFile>>,
 }
 
 /// Everything needed to symbolize one image of one process, taken while it was alive.
+#[derive(Clone)]
 pub struct ProcessSnapshot {
     pub pid: u32,
     pub generation: u32,
@@ -233,13 +296,14 @@ pub struct Resolved<'a> {
 
 impl ProcessSnapshot {
     /// Reads `/proc/PID/maps` and opens every executable mapping.
-    pub fn take(pid: u32, generation: u32, cache: &mut ObjectCache) -> Result<Self> {
+    pub fn take(pid: u32, generation: u32, cache: &mut ObjectCache) -> Result<Self, ReadError> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            .with_context(|| format!("process {pid}: cannot read /proc/{pid}/maps"))?;
+            .map_err(|e| ReadError::from_io(&e, "/proc/PID/maps"))?;
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .map(|s| s.trim_end().to_string())
             .unwrap_or_default();
-        let entries = maps::parse(&text).with_context(|| format!("/proc/{pid}/maps"))?;
+        let entries = maps::parse(&text)
+            .map_err(|e| ReadError::Unreadable(format!("/proc/{pid}/maps: {e}")))?;
         let mut mappings = Vec::new();
         let mut errors = Vec::new();
         for entry in entries.into_iter().filter(|e| e.executable) {

@@ -7,3 +7,4 @@ pub mod dwarf;
 pub mod elf;
 pub mod gopclntab;
 pub mod kallsyms;
+pub mod symbolizer;

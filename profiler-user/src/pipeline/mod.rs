@@ -1,0 +1,255 @@
+//! The streaming core: sampler → ingest → window → symbolize → sinks.
+//!
+//! * [`crate::sampler`] (its own thread) drains the kernel into plain-data batches and
+//!   forwards process events as they happen.
+//! * [`Pipeline::run`] (one thread) takes them in order: events feed the
+//!   [`Registry`](crate::process::registry::Registry) (an image is read the moment it is
+//!   announced); each batch is ingested into the current [`Window`] as counts of
+//!   symbol-independent stacks ([`stacks`]); at each window boundary the window is symbolized
+//!   through the shared cache ([`crate::symbolize::symbolizer`]) into a complete profile
+//!   ([`build`]) and handed to every [`Sink`](crate::sink::Sink).
+//! * `record` is this pipeline with one window (or `--window` cuts) and the whole-run total
+//!   kept for the report; the agent keeps no history.
+
+pub mod build;
+pub mod ingest;
+pub mod stacks;
+pub mod window;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use profiler_ebpf::STAT_SLOTS;
+
+use crate::process::registry::Registry;
+use crate::profile::Profile;
+use crate::sampler::{Sampler, SamplerError, SamplerMsg};
+use crate::sink::{Sink, SinkError};
+use crate::symbolize::kallsyms::Kallsyms;
+use crate::symbolize::symbolizer::{CacheStats, Symbolizer};
+use stacks::StackTable;
+use window::Window;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
+    #[error("sink {sink}: {error}")]
+    Sink { sink: String, error: SinkError },
+}
+
+/// What the pipeline decides by itself, between batches.
+pub trait Control {
+    /// Called after every batch; returns a note and true to stop sampling.
+    fn after_batch(&mut self, registry: &mut Registry, sampler: &Sampler) -> Option<String>;
+}
+
+/// Never stops by itself (the caller stops the sampler).
+pub struct RunUntilStopped;
+
+impl Control for RunUntilStopped {
+    fn after_batch(&mut self, _: &mut Registry, _: &Sampler) -> Option<String> {
+        None
+    }
+}
+
+pub struct PipelineOptions {
+    pub frequency_hz: u64,
+    /// Cut a window this often; None: one window for the whole run.
+    pub window: Option<Duration>,
+    /// Keep the sum of every window (a recording's report); an agent does not.
+    pub keep_total: bool,
+}
+
+/// Counters of a run, for the footer, metrics and benchmarks.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineStats {
+    pub batches: u64,
+    pub windows: u64,
+    pub samples: u64,
+    /// Count-map entries drained (entries per sample tells how well the kernel aggregated).
+    pub entries: u64,
+    pub kernel_stats: [u64; STAT_SLOTS as usize],
+    pub symbols: CacheStats,
+    pub stacks: usize,
+}
+
+pub struct Pipeline {
+    pub registry: Registry,
+    stacks: StackTable,
+    ingest: ingest::Ingest,
+    symbolizer: Symbolizer,
+    kallsyms: Option<std::thread::JoinHandle<Option<Kallsyms>>>,
+    sinks: Vec<Box<dyn Sink>>,
+    opts: PipelineOptions,
+    window: Window,
+    window_started: Instant,
+    total: Option<Window>,
+    notes: Vec<String>,
+    pub stats: PipelineStats,
+}
+
+/// The stack table starts over after a window once it holds this many stacks (agent mode).
+const MAX_STACKS_KEPT: usize = 200_000;
+
+impl Pipeline {
+    pub fn new(opts: PipelineOptions, sinks: Vec<Box<dyn Sink>>) -> Self {
+        let now = SystemTime::now();
+        Pipeline {
+            registry: Registry::default(),
+            stacks: StackTable::default(),
+            ingest: ingest::Ingest::default(),
+            symbolizer: Symbolizer::default(),
+            kallsyms: None,
+            sinks,
+            total: opts.keep_total.then(|| Window::new(0, now)),
+            opts,
+            window: Window::new(1, now),
+            window_started: Instant::now(),
+            notes: Vec::new(),
+            stats: PipelineStats::default(),
+        }
+    }
+
+    pub fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
+    /// Notes for the report: the pipeline's, then the registry's.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        let mut notes = self.registry.take_notes();
+        notes.splice(0..0, std::mem::take(&mut self.notes));
+        notes
+    }
+
+    /// Runs until the sampler sends its last batch; returns the whole run (if kept).
+    pub fn run(
+        &mut self,
+        sampler: &Sampler,
+        control: &mut dyn Control,
+    ) -> Result<Option<Window>, PipelineError> {
+        let mut stopping = false;
+        loop {
+            let Some(msg) = sampler.recv_timeout(Duration::from_millis(200)) else {
+                continue;
+            };
+            match msg {
+                SamplerMsg::Events(events) => self.registry.on_events(&events),
+                SamplerMsg::Failed(e) => return Err(e.into()),
+                SamplerMsg::Batch(batch) => {
+                    self.registry.begin_batch(batch.seq);
+                    self.stats.batches += 1;
+                    self.stats.entries += batch.counts.len() as u64;
+                    self.stats.samples += batch.counts.iter().map(|(_, v)| v.count).sum::<u64>();
+                    self.stats.kernel_stats = batch.kernel_stats;
+                    self.ingest.batch(
+                        &batch,
+                        &mut self.registry,
+                        &mut self.stacks,
+                        &mut self.window,
+                    );
+                    if self.ingest.saw_kernel_frames
+                        && self.kallsyms.is_none()
+                        && !self.symbolizer.has_kallsyms()
+                    {
+                        // Read in the background (tens of ms) so the end is not kept waiting.
+                        self.kallsyms = Some(std::thread::spawn(|| Kallsyms::load().ok()));
+                    }
+                    if !self.ingest.new_rules.is_empty() {
+                        let mut kernel = sampler.control();
+                        for (key, rule) in self.ingest.new_rules.drain(..) {
+                            kernel.set_frame0_rule(key, rule);
+                        }
+                    }
+                    let gone = self.registry.end_batch();
+                    if !gone.is_empty() {
+                        let mut kernel = sampler.control();
+                        for pid in gone {
+                            kernel.remove_target(pid);
+                        }
+                    }
+                    if batch.last {
+                        self.cut()?;
+                        for s in &mut self.sinks {
+                            s.finish().map_err(|error| PipelineError::Sink {
+                                sink: s.name().to_string(),
+                                error,
+                            })?;
+                        }
+                        return Ok(self.total.take());
+                    }
+                    if self
+                        .opts
+                        .window
+                        .is_some_and(|w| self.window_started.elapsed() >= w)
+                    {
+                        self.cut()?;
+                    }
+                    if !stopping
+                        && let Some(note) = control.after_batch(&mut self.registry, sampler)
+                    {
+                        self.notes.push(note);
+                        sampler.stop();
+                        stopping = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the current window: symbolize, emit, add to the total, start the next.
+    fn cut(&mut self) -> Result<(), PipelineError> {
+        let next = Window::new(self.window.seq + 1, SystemTime::now());
+        let mut window = std::mem::replace(&mut self.window, next);
+        window.duration = self.window_started.elapsed();
+        self.window_started = Instant::now();
+        self.stats.windows += 1;
+        if !self.sinks.is_empty() && !window.is_empty() {
+            let profile = self.profile_of(&window);
+            for s in &mut self.sinks {
+                s.window(window.seq, &profile)
+                    .map_err(|error| PipelineError::Sink {
+                        sink: s.name().to_string(),
+                        error,
+                    })?;
+            }
+        }
+        match &mut self.total {
+            Some(total) => {
+                if total.batches == 0 {
+                    total.start = window.start;
+                }
+                total.merge(&window);
+            }
+            None => {
+                if self.stacks.len() > MAX_STACKS_KEPT {
+                    self.stacks.clear();
+                }
+            }
+        }
+        self.stats.stacks = self.stacks.len();
+        Ok(())
+    }
+
+    /// Symbolizes a window (the current total, a cut window) into a profile.
+    pub fn profile_of(&mut self, window: &Window) -> Profile {
+        if let Some(h) = self.kallsyms.take() {
+            self.symbolizer.set_kallsyms(h.join().ok().flatten());
+        } else if self.ingest.saw_kernel_frames && self.opts.window.is_some() {
+            // A long run: modules may have come and gone.
+            self.symbolizer.refresh_kallsyms();
+        }
+        let p = build::profile(
+            window,
+            &self.stacks,
+            &mut self.symbolizer,
+            self.opts.frequency_hz,
+            &|_| true,
+        );
+        self.stats.symbols = self.symbolizer.stats();
+        p
+    }
+
+    pub fn repair_stats(&self) -> crate::unwind::RepairStats {
+        self.ingest.repair
+    }
+}

@@ -1,0 +1,337 @@
+//! The processes being profiled: one entry per process (told apart from a later process that
+//! reuses its pid) and one snapshot per image it ran, fed by the kernel's fork/exec/exit
+//! events and by first samples.
+//!
+//! An image is snapshotted the moment it is announced (exec event, fork event, or the first
+//! sample of a process nobody announced), while the process runs, so short-lived processes
+//! still symbolize. A process that exited is forgotten two batches later: its last samples,
+//! taken before the exit, arrive in the batch drained after it.
+
+use std::collections::{HashMap, HashSet};
+
+use profiler_ebpf::{EVENT_EXEC, EVENT_EXIT, EVENT_FORK, ProcessEvent};
+
+use super::{ObjectCache, ProcessSnapshot, ReadError};
+
+/// A process, told apart from a later one that reuses its pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessId {
+    pub pid: u32,
+    /// Field 22 of /proc/PID/stat: clock ticks since boot (0 when it could not be read).
+    pub start_time: u64,
+}
+
+/// What is known of a process besides its images.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessInfo {
+    pub comm: String,
+    /// /proc/PID/exe as the process sees it.
+    pub exe: String,
+    pub parent: u32,
+    /// The cgroup v2 path (`0::/...` line of /proc/PID/cgroup).
+    pub cgroup: String,
+}
+
+struct Process {
+    id: ProcessId,
+    info: ProcessInfo,
+    /// The newest exec generation seen.
+    generation: u32,
+    /// The batch after which the kernel said it exited.
+    exited_after: Option<u64>,
+}
+
+struct Image {
+    snapshot: Option<ProcessSnapshot>,
+    /// Re-read /proc/PID/maps at most once per batch when an address is not mapped (dlopen).
+    refreshed_at: u64,
+}
+
+/// Counters of the registry, each failure by reason.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryCounters {
+    pub snapshots: u64,
+    pub refreshes: u64,
+    pub exits: u64,
+    pub pid_reuses: u64,
+    pub failures: HashMap<&'static str, u64>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    pub objects: ObjectCache,
+    processes: HashMap<u32, Process>,
+    images: HashMap<(u32, u32), Image>,
+    /// The batch being ingested (events between batches belong to the next one).
+    batch: u64,
+    notes: Vec<String>,
+    noted: HashSet<String>,
+    pub counters: RegistryCounters,
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn cgroup_v2(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        })
+        .unwrap_or_default()
+}
+
+impl Registry {
+    /// Notes for the report (unreadable files...), each once.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    fn note(&mut self, note: String) {
+        if self.noted.insert(note.clone()) {
+            self.notes.push(note);
+        }
+    }
+
+    /// Handles the kernel's events as they arrive.
+    pub fn on_events(&mut self, events: &[ProcessEvent]) {
+        for ev in events {
+            match ev.kind {
+                // The child runs its parent's image until it execs.
+                EVENT_FORK if !self.images.contains_key(&(ev.value, 0)) => {
+                    self.snapshot_child(ev.value, Some(ev.tgid))
+                }
+                EVENT_EXEC => self.snapshot(ev.tgid, ev.value),
+                EVENT_EXIT => {
+                    if let Some(p) = self.processes.get_mut(&ev.tgid) {
+                        p.exited_after.get_or_insert(self.batch);
+                        self.counters.exits += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Starts ingesting batch `seq`.
+    pub fn begin_batch(&mut self, seq: u64) {
+        self.batch = seq;
+    }
+
+    /// Ends a batch: forgets processes that exited two batches ago. Returns their pids (to
+    /// remove from the kernel's filter).
+    pub fn end_batch(&mut self) -> Vec<u32> {
+        let batch = self.batch;
+        let gone: Vec<u32> = self
+            .processes
+            .iter()
+            .filter(|(_, p)| p.exited_after.is_some_and(|b| b + 2 <= batch))
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in &gone {
+            self.forget(*pid);
+        }
+        self.objects.evict_unused();
+        gone
+    }
+
+    fn forget(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+        self.images.retain(|&(p, _), _| p != pid);
+    }
+
+    /// Processes whose exit event was lost (ring buffer full) are found by their absence.
+    pub fn forget_vanished(&mut self) -> Vec<u32> {
+        let gone: Vec<u32> = self
+            .processes
+            .iter()
+            .filter(|(pid, p)| {
+                p.exited_after.is_none() && start_time(**pid) != Some(p.id.start_time)
+            })
+            .map(|(&pid, _)| pid)
+            .collect();
+        let batch = self.batch;
+        for pid in &gone {
+            if let Some(p) = self.processes.get_mut(pid) {
+                p.exited_after = Some(batch);
+            }
+        }
+        gone
+    }
+
+    fn insert_process(&mut self, pid: u32, start: Option<u64>) -> &mut Process {
+        self.processes.entry(pid).or_insert_with(|| Process {
+            id: ProcessId {
+                pid,
+                start_time: start.or_else(|| start_time(pid)).unwrap_or(0),
+            },
+            info: ProcessInfo {
+                exe: std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                parent: parent_pid(pid).unwrap_or(0),
+                cgroup: cgroup_v2(pid),
+                comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|s| s.trim_end().to_string())
+                    .unwrap_or_default(),
+            },
+            generation: 0,
+            exited_after: None,
+        })
+    }
+
+    /// Reads an image now (exec, fork, first sample of an unannounced process).
+    pub fn snapshot(&mut self, pid: u32, generation: u32) {
+        let start = start_time(pid).unwrap_or(0);
+        match self.processes.get(&pid) {
+            Some(p) if p.id.start_time != start && start != 0 => {
+                // The pid names another process now: what we knew is of the old one.
+                self.counters.pid_reuses += 1;
+                self.forget(pid);
+            }
+            _ => {}
+        }
+        self.counters.snapshots += 1;
+        let snapshot = match ProcessSnapshot::take(pid, generation, &mut self.objects) {
+            Ok(s) => {
+                for e in s.errors.clone() {
+                    self.note(format!("pid {pid}: cannot read {e}"));
+                }
+                Some(s)
+            }
+            Err(e) => {
+                *self.counters.failures.entry(e.reason()).or_default() += 1;
+                None
+            }
+        };
+        let process = self.insert_process(pid, Some(start));
+        process.generation = process.generation.max(generation);
+        if let Some(s) = &snapshot {
+            process.info.comm = s.comm.clone();
+        }
+        self.images.insert(
+            (pid, generation),
+            Image {
+                snapshot,
+                refreshed_at: u64::MAX,
+            },
+        );
+    }
+
+    /// Generation 0 of a forked child is its parent's image (Go forks only to exec: the
+    /// child runs the parent's code until then). Reading /proc/CHILD/maps instead would often
+    /// find the new image already, and name none of the child's first samples.
+    fn snapshot_child(&mut self, child: u32, parent: Option<u32>) {
+        let parent = parent.or_else(|| parent_pid(child)).unwrap_or(0);
+        let from_parent = self.processes.get(&parent).and_then(|p| {
+            self.images
+                .get(&(parent, p.generation))
+                .and_then(|i| i.snapshot.clone())
+        });
+        match from_parent {
+            Some(mut s) => {
+                s.pid = child;
+                s.generation = 0;
+                self.insert_process(child, None);
+                self.images.insert(
+                    (child, 0),
+                    Image {
+                        snapshot: Some(s),
+                        refreshed_at: u64::MAX,
+                    },
+                );
+            }
+            None => self.snapshot(child, 0),
+        }
+    }
+
+    /// The snapshot of an image, read now if nothing announced it.
+    pub fn image(&mut self, pid: u32, generation: u32) -> Option<&ProcessSnapshot> {
+        if !self.images.contains_key(&(pid, generation)) {
+            let execd = self
+                .processes
+                .get(&pid)
+                .is_some_and(|p| p.generation > generation);
+            if generation == 0 && execd {
+                // Samples from before an exec we already saw: the parent's image.
+                self.snapshot_child(pid, None);
+            } else {
+                self.snapshot(pid, generation);
+            }
+        }
+        self.images.get(&(pid, generation))?.snapshot.as_ref()
+    }
+
+    /// Re-reads an image whose snapshot does not map `ip` (a library loaded since), at most
+    /// once per batch, while the process is alive.
+    pub fn refresh_if_unmapped(&mut self, pid: u32, generation: u32, ip: u64) {
+        let batch = self.batch;
+        let Some(image) = self.images.get_mut(&(pid, generation)) else {
+            return;
+        };
+        let unmapped = image
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.resolve(ip).is_none());
+        if !unmapped || image.refreshed_at == batch {
+            return;
+        }
+        image.refreshed_at = batch;
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        self.counters.refreshes += 1;
+        match ProcessSnapshot::take(pid, generation, &mut self.objects) {
+            Ok(s) => image.snapshot = Some(s),
+            Err(e) => *self.counters.failures.entry(e.reason()).or_default() += 1,
+        }
+    }
+
+    pub fn id(&self, pid: u32) -> Option<ProcessId> {
+        self.processes.get(&pid).map(|p| p.id)
+    }
+
+    pub fn info(&self, pid: u32) -> Option<&ProcessInfo> {
+        self.processes.get(&pid).map(|p| &p.info)
+    }
+
+    /// Processes currently known (alive, or exited less than two batches ago).
+    pub fn len(&self) -> usize {
+        self.processes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.processes.is_empty()
+    }
+}
+
+impl ReadError {
+    /// A stable name for counting.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReadError::Gone => "gone",
+            ReadError::Denied => "denied",
+            ReadError::Unreadable(_) => "unreadable",
+        }
+    }
+}
