@@ -55,6 +55,10 @@ struct OutputArgs {
     /// Prefix to strip from recorded source paths before searching (repeatable).
     #[arg(long = "trim-path", value_name = "PREFIX")]
     trim_paths: Vec<String>,
+    /// A GOROOT to find standard-library sources in, before $GOROOT, `go env GOROOT`,
+    /// /usr/local/go and /usr/lib/go-* (repeatable; the profile's Go version picks among them).
+    #[arg(long = "goroot", value_name = "DIR", value_parser = parse_goroot)]
+    goroots: Vec<PathBuf>,
     /// Write the profile to FILE (.pb.gz pprof, .svg flamegraph, .folded collapsed stacks, .txt).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Vec<PathBuf>,
@@ -137,6 +141,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A directory holding a Go tree (`DIR/src`).
+fn parse_goroot(s: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(s);
+    if dir.join("src").is_dir() {
+        Ok(dir)
+    } else {
+        Err("not a GOROOT (no src directory in it)".into())
+    }
+}
+
 fn text_options(o: &OutputArgs) -> Result<TextOptions> {
     Ok(TextOptions {
         list: o
@@ -149,6 +163,7 @@ fn text_options(o: &OutputArgs) -> Result<TextOptions> {
         noinlines: o.noinlines,
         source_paths: o.source_paths.clone(),
         trim_paths: o.trim_paths.clone(),
+        goroots: o.goroots.clone(),
     })
 }
 
