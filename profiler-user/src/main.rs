@@ -199,13 +199,21 @@ fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
 }
 
 fn text_options(o: &OutputArgs) -> Result<TextOptions> {
+    let list = match o.list.as_deref() {
+        // The regex crate explains a syntax error over several lines (pattern, caret, cause):
+        // keep the cause.
+        Some(re) => Some(regex::Regex::new(re).map_err(|e| {
+            let text = e.to_string();
+            let cause = text.lines().last().unwrap_or_default();
+            anyhow::anyhow!(
+                "--list {re:?}: {}",
+                cause.strip_prefix("error: ").unwrap_or(cause)
+            )
+        })?),
+        None => None,
+    };
     Ok(TextOptions {
-        list: o
-            .list
-            .as_deref()
-            .map(regex::Regex::new)
-            .transpose()
-            .context("--list")?,
+        list,
         top: o.top,
         noinlines: o.noinlines,
         source_paths: o.source_paths.clone(),
@@ -224,10 +232,16 @@ fn parse_format(name: &str) -> Result<Format> {
     })
 }
 
-/// Writes the requested files, or the text report on stdout when there are none (or when a
-/// listing or top table was asked for explicitly).
-fn emit(profile: &Profile, o: &OutputArgs) -> Result<()> {
+/// What the output flags ask for, checked before a recording starts so that a typo in them
+/// does not throw the recording away at its end.
+struct OutputPlan {
+    opts: TextOptions,
+    files: Vec<(PathBuf, Format)>,
+}
+
+fn plan_outputs(o: &OutputArgs) -> Result<OutputPlan> {
     let opts = text_options(o)?;
+    let mut files = Vec::new();
     for path in &o.output {
         let format = match &o.format {
             Some(f) => parse_format(f)?,
@@ -238,13 +252,29 @@ fn emit(profile: &Profile, o: &OutputArgs) -> Result<()> {
                 )
             })?,
         };
-        report::write_file(profile, path, format, &opts)?;
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.is_dir()
+        {
+            bail!("-o {}: no directory {}", path.display(), dir.display());
+        }
+        files.push((path.clone(), format));
+    }
+    Ok(OutputPlan { opts, files })
+}
+
+/// Writes the requested files, or the text report on stdout when there are none (or when a
+/// listing or top table was asked for explicitly).
+fn emit(profile: &Profile, o: &OutputArgs, plan: &OutputPlan) -> Result<()> {
+    let opts = &plan.opts;
+    for (path, format) in &plan.files {
+        report::write_file(profile, path, *format, opts)?;
         eprintln!("gprof-bpf: wrote {}", path.display());
     }
     if o.output.is_empty() || o.list.is_some() || o.top.is_some() {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        report::render_text(profile, &opts, &mut out)?;
+        report::render_text(profile, opts, &mut out)?;
         if let Some(f) = report::footer(profile) {
             writeln!(out, "{f}")?;
         }
@@ -258,6 +288,7 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
     if args.all && !args.pids.is_empty() {
         bail!("--all and --pid exclude each other");
     }
+    let plan = plan_outputs(&args.output)?;
     let opts = RecordOptions {
         pids: args.pids.clone(),
         all: args.all,
@@ -271,7 +302,7 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let profile = runtime.block_on(record::run(opts, args.quiet))?;
-    emit(&profile, &args.output)
+    emit(&profile, &args.output, &plan)
 }
 
 /// Parses the command line; a usage error is one line (clap's message and its tip), exit 2.
@@ -311,10 +342,11 @@ fn main() {
         Some(Command::Record(args)) => record_cmd(args),
         None => record_cmd(cli.record),
         Some(Command::Report(args)) => (|| {
+            let plan = plan_outputs(&args.output)?;
             let bytes = read_regular_file(&args.file, MAX_PROFILE_BYTES)?;
             let profile =
                 report::decode_pprof(&bytes).with_context(|| format!("{}", args.file.display()))?;
-            emit(&profile, &args.output)
+            emit(&profile, &args.output, &plan)
         })(),
         Some(Command::Addr2line(args)) => (|| {
             let bytes = read_regular_file(&args.binary, MAX_BINARY_BYTES)?;
@@ -342,7 +374,14 @@ fn main() {
             .context("writing the man page"),
     };
     if let Err(e) = result {
-        eprintln!("gprof-bpf: error: {e:#}");
+        // One line whatever the causes' own formatting.
+        let msg = format!("{e:#}");
+        let msg: Vec<&str> = msg
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        eprintln!("gprof-bpf: error: {}", msg.join(" "));
         std::process::exit(1);
     }
 }

@@ -48,6 +48,19 @@ fn usage_errors() {
         "--all and --pid",
     );
     assert_clean_error(&gprof(&["-d", "1"]), "nothing to profile");
+    // Output flags are checked before recording, not after it (when the recording is lost).
+    assert_clean_error(
+        &gprof(&["--pid", "1", "-d", "1", "--list", "main.(x"]),
+        "--list \"main.(x\": unclosed group",
+    );
+    assert_clean_error(
+        &gprof(&["--pid", "1", "-d", "1", "-o", "/nonexistent/cpu.pb.gz"]),
+        "no directory /nonexistent",
+    );
+    assert_clean_error(
+        &gprof(&["--pid", "1", "-d", "1", "-o", "cpu.out"]),
+        "add --format",
+    );
     // Values out of range are refused while parsing, before anything is loaded or computed.
     for (args, needle) in [
         (&["--pid", "1", "-d", "5x"][..], "--duration"),
