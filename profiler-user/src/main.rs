@@ -321,11 +321,19 @@ fn parse_cli() -> Cli {
             e.exit()
         }
         Err(e) => {
+            // Clap's paragraphs: the message (maybe with indented details), tips, usage, and
+            // a pointer to --help. Keep the message and the tips.
             let text = e.render().to_string();
-            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-            let first = lines.next().unwrap_or("invalid command line");
+            let paragraphs: Vec<String> = text
+                .split("\n\n")
+                .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+                .filter(|p| !p.is_empty())
+                .collect();
+            let first = paragraphs
+                .first()
+                .map_or("invalid command line", |p| p.as_str());
             let mut msg = first.strip_prefix("error: ").unwrap_or(first).to_string();
-            for tip in lines.filter(|l| l.starts_with("tip:")) {
+            for tip in paragraphs.iter().filter(|p| p.starts_with("tip:")) {
                 msg.push_str("; ");
                 msg.push_str(tip);
             }

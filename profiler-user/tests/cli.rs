@@ -91,6 +91,10 @@ fn usage_errors() {
             "not a GOROOT",
         ),
         (&["--bogus"], "unexpected argument"),
+        (
+            &["addr2line"],
+            "required arguments were not provided: --exe <BINARY>",
+        ),
         (&["completions", "tcsh"], "tcsh"),
     ] {
         assert_usage_error(&gprof(args), needle);
