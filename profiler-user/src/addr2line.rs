@@ -7,13 +7,16 @@ use anyhow::Context as _;
 
 use crate::symbolize::gopclntab::{GoTable, PcKind};
 
+/// What `go tool addr2line` prints for an address it cannot symbolize.
+const UNKNOWN: &str = "?\n?:0";
+
 /// Reads one address per line (hex, `0x` optional) from `input` and looks each up exactly as
 /// given (no return-address adjustment).
 ///
 /// Without `inlines` it prints what `go tool addr2line` prints: the physical function name and
-/// the innermost `file:line` (for an address in no Go function: `??` and `??:0`). With
-/// `inlines` it prints every frame, innermost first (wrapper functions included), as
-/// a function line and a `file:line` line, then an empty line.
+/// the innermost `file:line`; for an address in no Go function, or a line that is no address,
+/// `?` and `?:0` as Go's tool does. With `inlines` it prints every frame, innermost first
+/// (wrapper functions included), as a function line and a `file:line` line, then an empty line.
 pub fn run(
     binary: &[u8],
     input: impl BufRead,
@@ -43,17 +46,16 @@ pub fn run(
                 frames.clear();
             }
             if frames.is_empty() {
-                writeln!(out, "??\n??:0")?;
+                writeln!(out, "{UNKNOWN}")?;
             }
             for f in &frames {
-                let file = if f.file == "?" { "??" } else { f.file };
-                writeln!(out, "{}\n{}:{}", f.function, file, f.line)?;
+                writeln!(out, "{}\n{}:{}", f.function, f.file, f.line)?;
             }
             writeln!(out)?;
         } else {
             match pc.and_then(|pc| table.pc_to_line(pc).ok().flatten()) {
                 Some((name, file, line)) => writeln!(out, "{name}\n{file}:{line}")?,
-                None => writeln!(out, "??\n??:0")?,
+                None => writeln!(out, "{UNKNOWN}")?,
             }
         }
     }

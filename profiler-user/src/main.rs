@@ -1,11 +1,11 @@
 //! `gprof-bpf`: profile running Go programs from outside, with eBPF.
 
-use std::io::Write as _;
-use std::path::PathBuf;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use gprof_bpf::profile::Profile;
 use gprof_bpf::record::{self, RecordOptions};
 use gprof_bpf::report::{self, Format, TextOptions};
@@ -18,7 +18,8 @@ use gprof_bpf::report::{self, Format, TextOptions};
     long_about = "Sampling CPU profiler for running Go programs (eBPF; no restart, no instrumentation).\n\n\
         Examples:\n  sudo gprof-bpf --pid 1234 --duration 10s\n  sudo gprof-bpf --pid 1234 --list 'main\\.' \n  \
         sudo gprof-bpf --all -d 30s -o host.pb.gz\n  sudo gprof-bpf -- ./myserver --port 8080\n  \
-        gprof-bpf report cpu.pb.gz --top 20\n  gprof-bpf addr2line -e ./myserver --inlines < pcs.txt",
+        gprof-bpf report cpu.pb.gz --top 20\n  gprof-bpf addr2line -e ./myserver --inlines < pcs.txt\n  \
+        gprof-bpf completions bash > /etc/bash_completion.d/gprof-bpf\n  gprof-bpf man | man -l -",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -36,6 +37,13 @@ enum Command {
     Report(ReportArgs),
     /// Symbolize addresses read from stdin with a Go binary's own pclntab.
     Addr2line(Addr2lineArgs),
+    /// Print a shell completion script: `gprof-bpf completions bash > /etc/bash_completion.d/gprof-bpf`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `gprof-bpf man | man -l -`.
+    Man,
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -43,7 +51,7 @@ struct OutputArgs {
     /// Print annotated source listings of functions matching REGEX (as `go tool pprof -list`).
     #[arg(long, value_name = "REGEX")]
     list: Option<String>,
-    /// Print the N hottest functions (as `go tool pprof -top`).
+    /// Print the N hottest functions (as `go tool pprof -top`; 0: every function).
     #[arg(long, value_name = "N")]
     top: Option<usize>,
     /// Attribute inlined code to its caller (as pprof's -noinlines).
@@ -55,6 +63,10 @@ struct OutputArgs {
     /// Prefix to strip from recorded source paths before searching (repeatable).
     #[arg(long = "trim-path", value_name = "PREFIX")]
     trim_paths: Vec<String>,
+    /// A GOROOT to find standard-library sources in, before $GOROOT, `go env GOROOT`,
+    /// /usr/local/go and /usr/lib/go-* (repeatable; the profile's Go version picks among them).
+    #[arg(long = "goroot", value_name = "DIR", value_parser = parse_goroot)]
+    goroots: Vec<PathBuf>,
     /// Write the profile to FILE (.pb.gz pprof, .svg flamegraph, .folded collapsed stacks, .txt).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Vec<PathBuf>,
@@ -74,14 +86,15 @@ struct RecordArgs {
     /// Also profile children and exec'd descendants of the profiled processes.
     #[arg(long)]
     subprocesses: bool,
-    /// Stop after this long (e.g. 30, 30s, 2m, 500ms). Default: until Ctrl-C.
-    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Stop after this long (30, 30s, 2m, 1h30m, 500ms; at most 30 days). Default: until Ctrl-C.
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_record_duration)]
     duration: Option<Duration>,
-    /// Samples per second per CPU.
-    #[arg(short = 'F', long, default_value_t = 99, value_name = "HZ")]
+    /// Samples per second per CPU (1 to 100000).
+    #[arg(short = 'F', long, default_value_t = 99, value_name = "HZ",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_FREQUENCY_HZ))]
     frequency: u64,
-    /// How often the kernel maps are emptied into the agent.
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    /// How often the kernel maps are emptied into the agent (10ms to 60s).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_drain_interval)]
     drain_interval: Duration,
     /// No progress messages on stderr.
     #[arg(short, long)]
@@ -126,44 +139,101 @@ struct Addr2lineArgs {
     inlines: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Highest `--frequency`: beyond it the kernel throttles perf events anyway.
+const MAX_FREQUENCY_HZ: u64 = 100_000;
+/// Longest `--duration`: long enough for any recording, short enough that deadlines computed
+/// from it cannot overflow.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// `--drain-interval` bounds: more often is pure overhead, less often lets the maps fill.
+const DRAIN_INTERVAL: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(60));
+/// Largest profile `report` reads, and largest binary `addr2line` reads: bigger files (or
+/// things that are not regular files, like `/dev/zero`) are refused before reading.
+const MAX_PROFILE_BYTES: u64 = 256 << 20;
+const MAX_BINARY_BYTES: u64 = 1 << 30;
+
+/// A duration as humantime reads it (`1h30m`, `500ms`, `2.5s`); a bare number is seconds.
+/// Out of `min..=max` is an error, never an overflow later.
+fn parse_duration(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
+    let bare = !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let with_unit = if bare { format!("{s}s") } else { s.to_string() };
+    let range = || {
+        format!(
+            "must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        )
     };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (examples: 30, 30s, 2m, 500ms)"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" => v,
-        "m" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("duration must be positive: {s:?}"));
+    match humantime::parse_duration(&with_unit) {
+        Ok(d) if (min..=max).contains(&d) => Ok(d),
+        Ok(_) | Err(humantime::DurationError::NumberOverflow) => Err(range()),
+        Err(e) => Err(format!("{e} (examples: 30, 30s, 2m, 1h30m, 500ms)")),
     }
-    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_record_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s, Duration::from_millis(1), MAX_DURATION)
+}
+
+fn parse_drain_interval(s: &str) -> Result<Duration, String> {
+    parse_duration(s, DRAIN_INTERVAL.0, DRAIN_INTERVAL.1)
+}
+
+/// A directory holding a Go tree (`DIR/src`).
+fn parse_goroot(s: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(s);
+    if dir.join("src").is_dir() {
+        Ok(dir)
+    } else {
+        Err("not a GOROOT (no src directory in it)".into())
+    }
+}
+
+/// The bytes of `path`, a regular file of at most `limit` bytes (a one-line error otherwise).
+fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let shown = path.display();
+    let file = std::fs::File::open(path).with_context(|| format!("reading {shown}"))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {shown}"))?;
+    if !meta.is_file() {
+        bail!("{shown}: not a regular file");
+    }
+    let too_big = || anyhow::anyhow!("{shown}: larger than the {} MiB limit", limit >> 20);
+    if meta.len() > limit {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {shown}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(bytes)
 }
 
 fn text_options(o: &OutputArgs) -> Result<TextOptions> {
+    let list = match o.list.as_deref() {
+        // The regex crate explains a syntax error over several lines (pattern, caret, cause):
+        // keep the cause.
+        Some(re) => Some(regex::Regex::new(re).map_err(|e| {
+            let text = e.to_string();
+            let cause = text.lines().last().unwrap_or_default();
+            anyhow::anyhow!(
+                "--list {re:?}: {}",
+                cause.strip_prefix("error: ").unwrap_or(cause)
+            )
+        })?),
+        None => None,
+    };
     Ok(TextOptions {
-        list: o
-            .list
-            .as_deref()
-            .map(regex::Regex::new)
-            .transpose()
-            .context("--list")?,
+        list,
         top: o.top,
         noinlines: o.noinlines,
         source_paths: o.source_paths.clone(),
         trim_paths: o.trim_paths.clone(),
+        goroots: o.goroots.clone(),
     })
 }
 
@@ -177,10 +247,16 @@ fn parse_format(name: &str) -> Result<Format> {
     })
 }
 
-/// Writes the requested files, or the text report on stdout when there are none (or when a
-/// listing or top table was asked for explicitly).
-fn emit(profile: &Profile, o: &OutputArgs) -> Result<()> {
+/// What the output flags ask for, checked before a recording starts so that a typo in them
+/// does not throw the recording away at its end.
+struct OutputPlan {
+    opts: TextOptions,
+    files: Vec<(PathBuf, Format)>,
+}
+
+fn plan_outputs(o: &OutputArgs) -> Result<OutputPlan> {
     let opts = text_options(o)?;
+    let mut files = Vec::new();
     for path in &o.output {
         let format = match &o.format {
             Some(f) => parse_format(f)?,
@@ -191,13 +267,29 @@ fn emit(profile: &Profile, o: &OutputArgs) -> Result<()> {
                 )
             })?,
         };
-        report::write_file(profile, path, format, &opts)?;
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.is_dir()
+        {
+            bail!("-o {}: no directory {}", path.display(), dir.display());
+        }
+        files.push((path.clone(), format));
+    }
+    Ok(OutputPlan { opts, files })
+}
+
+/// Writes the requested files, or the text report on stdout when there are none (or when a
+/// listing or top table was asked for explicitly).
+fn emit(profile: &Profile, o: &OutputArgs, plan: &OutputPlan) -> Result<()> {
+    let opts = &plan.opts;
+    for (path, format) in &plan.files {
+        report::write_file(profile, path, *format, opts)?;
         eprintln!("gprof-bpf: wrote {}", path.display());
     }
     if o.output.is_empty() || o.list.is_some() || o.top.is_some() {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        report::render_text(profile, &opts, &mut out)?;
+        report::render_text(profile, opts, &mut out)?;
         if let Some(f) = report::footer(profile) {
             writeln!(out, "{f}")?;
         }
@@ -208,12 +300,10 @@ fn emit(profile: &Profile, o: &OutputArgs) -> Result<()> {
 }
 
 fn record_cmd(args: RecordArgs) -> Result<()> {
-    if args.frequency == 0 || args.frequency > 100_000 {
-        bail!("--frequency must be between 1 and 100000 Hz");
-    }
     if args.all && !args.pids.is_empty() {
         bail!("--all and --pid exclude each other");
     }
+    let plan = plan_outputs(&args.output)?;
     let opts = RecordOptions {
         pids: args.pids.clone(),
         all: args.all,
@@ -231,25 +321,62 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let profile = runtime.block_on(record::run(opts, args.quiet))?;
-    emit(&profile, &args.output)
+    emit(&profile, &args.output, &plan)
+}
+
+/// Parses the command line; a usage error is one line (clap's message and its tip), exit 2.
+fn parse_cli() -> Cli {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            // Clap's paragraphs: the message (maybe with indented details), tips, usage, and
+            // a pointer to --help. Keep the message and the tips.
+            let text = e.render().to_string();
+            let paragraphs: Vec<String> = text
+                .split("\n\n")
+                .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+                .filter(|p| !p.is_empty())
+                .collect();
+            let first = paragraphs
+                .first()
+                .map_or("invalid command line", |p| p.as_str());
+            let mut msg = first.strip_prefix("error: ").unwrap_or(first).to_string();
+            for tip in paragraphs.iter().filter(|p| p.starts_with("tip:")) {
+                msg.push_str("; ");
+                msg.push_str(tip);
+            }
+            eprintln!("gprof-bpf: error: {msg} (see --help)");
+            std::process::exit(e.exit_code());
+        }
+    }
 }
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let result = match cli.command {
         Some(Command::Record(args)) => record_cmd(args),
         None => record_cmd(cli.record),
         Some(Command::Report(args)) => (|| {
-            let bytes = std::fs::read(&args.file)
-                .with_context(|| format!("reading {}", args.file.display()))?;
+            let plan = plan_outputs(&args.output)?;
+            let bytes = read_regular_file(&args.file, MAX_PROFILE_BYTES)?;
             let profile =
                 report::decode_pprof(&bytes).with_context(|| format!("{}", args.file.display()))?;
-            emit(&profile, &args.output)
+            emit(&profile, &args.output, &plan)
         })(),
         Some(Command::Addr2line(args)) => (|| {
-            let bytes = std::fs::read(&args.binary)
-                .with_context(|| format!("reading {}", args.binary.display()))?;
+            let bytes = read_regular_file(&args.binary, MAX_BINARY_BYTES)?;
             let stdin = std::io::stdin();
             let stdout = std::io::stdout();
             gprof_bpf::addr2line::run(
@@ -258,10 +385,30 @@ fn main() {
                 std::io::BufWriter::new(stdout.lock()),
                 args.inlines,
             )
+            .with_context(|| format!("{}", args.binary.display()))
         })(),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "gprof-bpf",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Some(Command::Man) => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("writing the man page"),
     };
     if let Err(e) = result {
-        eprintln!("gprof-bpf: error: {e:#}");
+        // One line whatever the causes' own formatting.
+        let msg = format!("{e:#}");
+        let msg: Vec<&str> = msg
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        eprintln!("gprof-bpf: error: {}", msg.join(" "));
         std::process::exit(1);
     }
 }
@@ -272,13 +419,23 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
+        let d = parse_record_duration;
+        assert_eq!(d("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(d("2.5").unwrap(), Duration::from_millis(2500));
+        assert_eq!(d("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(d("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(d("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(d("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(d("30d").unwrap(), MAX_DURATION);
+        for bad in ["0", "5x", "", "-1", "31d", "6000000000000000h", "1e9"] {
+            assert!(d(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_drain_interval("1ms").is_err());
+        assert!(parse_drain_interval("2m").is_err());
+        assert_eq!(
+            parse_drain_interval("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

@@ -244,9 +244,9 @@ fn check_version(version: &str) -> Result<usize> {
         );
     }
 
-    // Standard-library sources of a -trimpath build (`runtime/proc.go`): we look in the GOROOT
-    // of the Go version a profile comment names (gprof-bpf records `<binary>: go1.x.y`), pprof
-    // must be given that GOROOT's src as -source_path.
+    // Standard-library sources of a -trimpath build (`runtime/proc.go`): among the given
+    // GOROOTs we look in the one of the Go version a profile comment names (gprof-bpf records
+    // `<binary>: go1.x.y`), pprof must be given that GOROOT's src as -source_path.
     let mut commented = tprofile.clone();
     commented.comments.push(format!("pprofcpu: go{version}"));
     let goroot_src = go::goroot(version).expect("installed").join("src");
@@ -254,6 +254,11 @@ fn check_version(version: &str) -> Result<usize> {
     let opts = TextOptions {
         list: Some(Regex::new(r"^runtime\.main$")?),
         source_paths: vec![empty.clone()],
+        // Every installed GOROOT (`--goroot`): the profile's version must pick the right one.
+        goroots: go::MATRIX_VERSIONS
+            .iter()
+            .filter_map(|v| go::goroot(v))
+            .collect(),
         ..Default::default()
     };
     let ours = render(&commented, &opts);

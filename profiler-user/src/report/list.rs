@@ -54,7 +54,12 @@ pub(crate) fn write_list(
     if functions.is_empty() {
         return Ok(false);
     }
-    let mut reader = SourceReader::new(&opts.source_paths, &opts.trim_paths, &profile.comments);
+    let mut reader = SourceReader::new(
+        &opts.source_paths,
+        &opts.trim_paths,
+        &profile.comments,
+        &opts.goroots,
+    );
     let fmt = |v: i64| ctx.format(v, "minimum");
     let dot = |v: i64| if v == 0 { ".".to_string() } else { fmt(v) };
     if with_total {

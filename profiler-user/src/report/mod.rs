@@ -35,6 +35,10 @@ pub struct TextOptions {
     pub source_paths: Vec<PathBuf>,
     /// `-trim_path`: prefixes removed from recorded source names before searching.
     pub trim_paths: Vec<String>,
+    /// GOROOTs to search for standard-library sources first (`--goroot`), before `$GOROOT`,
+    /// `go env GOROOT`, `/usr/local/go` and `/usr/lib/go-*`; among them all, those of the Go
+    /// version the profile's comments name are preferred.
+    pub goroots: Vec<PathBuf>,
 }
 
 /// Output file formats.

@@ -143,14 +143,24 @@ pub(crate) struct PbFunction {
 /// Why bytes could not be read as a profile.
 #[derive(Debug, thiserror::Error)]
 pub enum PprofError {
-    #[error("empty input")]
+    #[error("empty input: not a pprof profile")]
     Empty,
-    #[error("bad gzip data: {0}")]
+    /// Gzip framing that does not decompress (its cause is the source, printed once by `{:#}`).
+    #[error("not a pprof profile: bad gzip data")]
     Gzip(#[source] std::io::Error),
     #[error("decompressed profile larger than {MAX_DECOMPRESSED} bytes")]
     TooLarge,
-    #[error("not a profile.proto message: {0}")]
-    Decode(#[from] prost::DecodeError),
+    /// Bytes that are not a `profile.proto` message. The decoder's detail is kept for `{:?}`
+    /// only: what a user needs is that the file is not a profile.
+    #[error("{}", if *gzipped {
+        "not a pprof profile: gzip data that is not profile.proto"
+    } else {
+        "not a pprof profile: neither gzip nor profile.proto"
+    })]
+    Decode {
+        gzipped: bool,
+        detail: prost::DecodeError,
+    },
     #[error("malformed profile: string table must start with the empty string")]
     StringTable,
     #[error("malformed profile: {what} refers to string {index}, table has {len}")]
@@ -355,7 +365,8 @@ pub fn decode_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
         return Err(PprofError::Empty);
     }
     let owned;
-    let raw: &[u8] = if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
+    let gzipped = bytes.starts_with(&[0x1f, 0x8b]);
+    let raw: &[u8] = if gzipped {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(bytes)
             .take(MAX_DECOMPRESSED + 1)
@@ -372,7 +383,7 @@ pub fn decode_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
     if raw.is_empty() {
         return Err(PprofError::Empty);
     }
-    let pb = PbProfile::decode(raw)?;
+    let pb = PbProfile::decode(raw).map_err(|detail| PprofError::Decode { gzipped, detail })?;
     from_proto(pb)
 }
 

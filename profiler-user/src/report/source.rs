@@ -1,7 +1,7 @@
 //! Finding and reading source files for `-list`, following pprof's rules (`trimPath`,
-//! `openSourceFile`), then gprof-bpf's extra places when pprof's would fail: the GOROOT of an
-//! installed toolchain of the profile's Go version, `$GOPATH/pkg/mod`, and path suffixes under
-//! the given source directories.
+//! `openSourceFile`), then gprof-bpf's extra places when pprof's would fail: a GOROOT (given
+//! with `--goroot`, or found as a user's machine has one) preferring the profile's Go version,
+//! `$GOPATH/pkg/mod`, and path suffixes under the given source directories.
 
 use super::graph::{go_base, go_clean};
 use regex::Regex;
@@ -87,13 +87,6 @@ fn read_file(path: &Path) -> Option<Vec<Vec<u8>>> {
     Some(split_lines(&data))
 }
 
-/// Directory holding one GOROOT per Go version (as scripts/setup.sh installs them).
-fn go_roots_dir() -> PathBuf {
-    std::env::var_os("GPROF_GO_ROOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/gprof-bpf/go"))
-}
-
 fn version_key(v: &str) -> Vec<u64> {
     v.trim_start_matches("go")
         .split(['.', '-', 'r', 'b'])
@@ -101,48 +94,80 @@ fn version_key(v: &str) -> Vec<u64> {
         .collect()
 }
 
-/// GOROOT `src` directories to search for standard-library files, best first: the toolchain
-/// of the Go version named in the profile's comments, then every installed one, newest first.
-fn goroot_srcs(comments: &[String]) -> Vec<PathBuf> {
+/// The `go` on `PATH`'s idea of its GOROOT (`go env GOROOT`), without letting it fetch a
+/// toolchain a `go.mod` in the current directory might ask for.
+fn go_env_goroot() -> Option<PathBuf> {
+    let out = std::process::Command::new("go")
+        .args(["env", "GOROOT"])
+        .env("GOTOOLCHAIN", "local")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let root = String::from_utf8(out.stdout).ok()?;
+    let root = root.trim();
+    (out.status.success() && !root.is_empty()).then(|| PathBuf::from(root))
+}
+
+/// GOROOTs as a user's machine has them, in this order: the explicit ones (`--goroot`),
+/// `$GOROOT`, `go env GOROOT` of the `go` on `PATH`, `/usr/local/go`, then Debian's
+/// `/usr/lib/go-*` (newest first) and `/usr/lib/go`.
+fn goroot_candidates(explicit: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = explicit.to_vec();
+    out.extend(std::env::var_os("GOROOT").map(PathBuf::from));
+    out.extend(go_env_goroot());
+    out.push(PathBuf::from("/usr/local/go"));
+    let mut debian: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir("/usr/lib")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    let v = name.strip_prefix("go-")?;
+                    Some((version_key(v), e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    debian.sort_by(|a, b| b.0.cmp(&a.0));
+    out.extend(debian.into_iter().map(|(_, p)| p));
+    out.push(PathBuf::from("/usr/lib/go"));
+    out
+}
+
+/// The Go version of a GOROOT, from the first line of its `VERSION` file (`go1.27.3`).
+fn goroot_version(root: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(root.join("VERSION")).ok()?;
+    let first = text.lines().next()?.trim();
+    Some(first.strip_prefix("go").unwrap_or(first).to_string())
+}
+
+/// GOROOT `src` directories to search for standard-library files, best first: among the
+/// candidates of [`goroot_candidates`], those of the Go version named in the profile's
+/// comments (`go1.x.y`: that release, then the same `1.x`), then the rest in candidate order.
+fn goroot_srcs(comments: &[String], explicit: &[PathBuf]) -> Vec<PathBuf> {
     static VERSION: OnceLock<Regex> = OnceLock::new();
     let re = VERSION.get_or_init(|| Regex::new(r"\bgo(1\.\d+(?:\.\d+)?)").expect("valid regex"));
     let wanted: Vec<String> = comments
         .iter()
         .filter_map(|c| re.captures(c).map(|m| m[1].to_string()))
         .collect();
-    let roots = go_roots_dir();
-    let mut installed: Vec<String> = std::fs::read_dir(&roots)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    installed.sort_by_key(|v| std::cmp::Reverse(version_key(v)));
-    let mut out: Vec<PathBuf> = Vec::new();
-    let mut push = |p: PathBuf| {
-        if p.is_dir() && !out.contains(&p) {
-            out.push(p);
+    let minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+    let mut roots: Vec<(PathBuf, Option<String>)> = Vec::new();
+    for root in goroot_candidates(explicit) {
+        let src = root.join("src");
+        if src.is_dir() && !roots.iter().any(|(r, _)| *r == src) {
+            roots.push((src, goroot_version(&root)));
         }
+    }
+    // Rank: 0 = the exact release wanted, 1 = same minor, 2 = any other (stable sort keeps
+    // the candidate order within a rank).
+    let rank = |v: &Option<String>| match v {
+        Some(v) if wanted.iter().any(|w| w == v) => 0,
+        Some(v) if wanted.iter().any(|w| minor(w) == minor(v)) => 1,
+        _ => 2,
     };
-    for w in &wanted {
-        push(roots.join(w).join("src"));
-        let minor: String = w.split('.').take(2).collect::<Vec<_>>().join(".");
-        for v in &installed {
-            if v == &minor || v.starts_with(&format!("{minor}.")) {
-                push(roots.join(v).join("src"));
-            }
-        }
-    }
-    if let Some(g) = std::env::var_os("GOROOT") {
-        push(PathBuf::from(g).join("src"));
-    }
-    for v in &installed {
-        push(roots.join(v).join("src"));
-    }
-    push(PathBuf::from("/usr/local/go/src"));
-    push(PathBuf::from("/usr/lib/go/src"));
-    out
+    roots.sort_by_key(|(_, v)| rank(v));
+    roots.into_iter().map(|(src, _)| src).collect()
 }
 
 fn gopath_mod_dirs() -> Vec<PathBuf> {
@@ -194,12 +219,18 @@ pub(crate) struct SourceReader {
     search: Vec<String>,
     trim: Vec<String>,
     comments: Vec<String>,
+    goroots: Vec<PathBuf>,
     extra: Option<(Vec<PathBuf>, Vec<PathBuf>)>,
     files: HashMap<String, Result<Vec<Vec<u8>>, String>>,
 }
 
 impl SourceReader {
-    pub fn new(source_paths: &[PathBuf], trim: &[String], comments: &[String]) -> Self {
+    pub fn new(
+        source_paths: &[PathBuf],
+        trim: &[String],
+        comments: &[String],
+        goroots: &[PathBuf],
+    ) -> Self {
         let explicit: Vec<String> = source_paths
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
@@ -218,6 +249,7 @@ impl SourceReader {
             search,
             trim: trim.to_vec(),
             comments: comments.to_vec(),
+            goroots: goroots.to_vec(),
             extra: None,
             files: HashMap::new(),
         }
@@ -276,9 +308,12 @@ impl SourceReader {
             first.get_or_insert(l);
             None
         };
-        let (goroots, mods) = self
-            .extra
-            .get_or_insert_with(|| (goroot_srcs(&self.comments), gopath_mod_dirs()));
+        let (goroots, mods) = self.extra.get_or_insert_with(|| {
+            (
+                goroot_srcs(&self.comments, &self.goroots),
+                gopath_mod_dirs(),
+            )
+        });
         let mut rels: Vec<(String, bool)> = Vec::new(); // (relative name, is a module path)
         if let Some(rel) = path.strip_prefix('/') {
             // Absolute names from another machine: the part after `/src/` may be a standard
@@ -362,12 +397,12 @@ mod tests {
         std::fs::create_dir_all(dir.join("example.com/m")).unwrap();
         std::fs::write(dir.join("example.com/m/x.go"), "package m\n").unwrap();
         std::fs::write(dir.join("y.go"), "package y\n").unwrap();
-        let mut r = SourceReader::new(std::slice::from_ref(&sub), &[], &[]);
+        let mut r = SourceReader::new(std::slice::from_ref(&sub), &[], &[], &[]);
         assert_eq!(
             r.lines("example.com/m/x.go", &FileHint::default()).unwrap(),
             &[b"package m".to_vec()]
         );
-        let mut r = SourceReader::new(std::slice::from_ref(&dir), &[], &[]);
+        let mut r = SourceReader::new(std::slice::from_ref(&dir), &[], &[], &[]);
         assert_eq!(
             r.lines("other.org/z/y.go", &FileHint::default()).unwrap(),
             &[b"package y".to_vec()]
@@ -386,13 +421,13 @@ mod tests {
         std::fs::create_dir_all(&b).unwrap();
         std::fs::write(a.join("z.go"), "package z\n").unwrap();
         std::fs::write(b.join("z.go"), "package z\n\nfunc Z() {\n}\n").unwrap();
-        let mut r = SourceReader::new(&[a.clone(), b.clone()], &[], &[]);
+        let mut r = SourceReader::new(&[a.clone(), b.clone()], &[], &[], &[]);
         let hint = FileHint {
             max_line: 4,
             start_line: 3,
         };
         assert_eq!(r.lines("m/z.go", &hint).unwrap().len(), 4);
-        let mut r = SourceReader::new(&[a.clone(), b.clone()], &[], &[]);
+        let mut r = SourceReader::new(&[a.clone(), b.clone()], &[], &[], &[]);
         let hint = FileHint {
             max_line: 40,
             start_line: 0,
@@ -402,6 +437,37 @@ mod tests {
             1,
             "none plausible: the first found"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn goroot_of_the_profiles_version_wins() {
+        let dir = std::env::temp_dir().join(format!("gprof-goroot-{}", std::process::id()));
+        let root = |name: &str, version: &str| {
+            let r = dir.join(name);
+            std::fs::create_dir_all(r.join("src/runtime")).unwrap();
+            std::fs::write(r.join("VERSION"), format!("go{version}\ntime x\n")).unwrap();
+            std::fs::write(r.join("src/runtime/v.go"), format!("{version}\n")).unwrap();
+            r
+        };
+        let roots = [
+            root("a", "1.26.8"),
+            root("b", "1.22.10"),
+            root("c", "1.22.3"),
+        ];
+        let first_line = |comments: &[String]| {
+            let mut r = SourceReader::new(&[dir.join("none")], &[], comments, &roots);
+            let l = r.lines("runtime/v.go", &FileHint::default()).unwrap();
+            String::from_utf8(l[0].clone()).unwrap()
+        };
+        assert_eq!(first_line(&["prog: go1.22.10".into()]), "1.22.10");
+        assert_eq!(
+            first_line(&["prog: go1.22.7".into()]),
+            "1.22.10",
+            "same minor"
+        );
+        assert_eq!(first_line(&["prog: go1.22.3".into()]), "1.22.3");
+        assert_eq!(first_line(&[]), "1.26.8", "no version: the first given");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
