@@ -109,7 +109,7 @@ struct RecordArgs {
     no_jitter: bool,
     /// Cut the recording into windows this long and write each as a pprof file into
     /// --window-dir (the report still covers the whole recording).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "window_dir")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_window, requires = "window_dir")]
     window: Option<Duration>,
     /// Directory for the per-window profiles (window-00001.pb.gz, ...).
     #[arg(long, value_name = "DIR", requires = "window")]
@@ -173,6 +173,10 @@ fn parse_duration(s: &str, min: Duration, max: Duration) -> Result<Duration, Str
 
 fn parse_record_duration(s: &str) -> Result<Duration, String> {
     parse_duration(s, Duration::from_millis(1), MAX_DURATION)
+}
+
+fn parse_window(s: &str) -> Result<Duration, String> {
+    parse_duration(s, Duration::from_millis(100), MAX_DURATION)
 }
 
 fn parse_drain_interval(s: &str) -> Result<Duration, String> {
