@@ -86,6 +86,9 @@ pub struct RecordingStats {
     pub agent_max_rss: u64,
     /// Notes about the recording (exited processes, unreadable binaries...).
     pub notes: Vec<String>,
+    /// Samples of the profiled processes by the kernel's own counter: the profile's samples
+    /// plus what `lost` counts, nothing else (the window tests check this).
+    pub kernel_samples: u64,
 }
 
 #[derive(Clone, Debug)]

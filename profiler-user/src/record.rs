@@ -272,6 +272,7 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
         agent_cpu,
         agent_max_rss,
         notes,
+        kernel_samples: stats[Stat::Samples as usize],
     });
     // Detaching the programs waits for RCU grace periods (tens of ms per tracepoint link):
     // let that happen beside the report instead of before it.

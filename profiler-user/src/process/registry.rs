@@ -102,9 +102,19 @@ fn cgroup_v2(pid: u32) -> String {
 }
 
 impl Registry {
-    /// Notes for the report (unreadable files...), each once.
+    /// Notes for the report (unreadable files, processes that could not be read), each once.
     pub fn take_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
+        let mut notes = std::mem::take(&mut self.notes);
+        if !self.counters.failures.is_empty() {
+            let mut reasons: Vec<_> = self.counters.failures.iter().collect();
+            reasons.sort();
+            let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            notes.push(format!(
+                "process images that could not be read (their frames are [unknown]): {}",
+                reasons.join(", ")
+            ));
+        }
+        notes
     }
 
     fn note(&mut self, note: String) {
@@ -242,7 +252,18 @@ impl Registry {
     /// child runs the parent's code until then). Reading /proc/CHILD/maps instead would often
     /// find the new image already, and name none of the child's first samples.
     fn snapshot_child(&mut self, child: u32, parent: Option<u32>) {
-        let parent = parent.or_else(|| parent_pid(child)).unwrap_or(0);
+        // The parent as recorded when the child was first seen (at its exec event, while it
+        // ran): /proc/CHILD/stat is gone by the time a short-lived child's samples arrive.
+        let parent = parent
+            .or_else(|| self.processes.get(&child).map(|p| p.info.parent))
+            .filter(|&p| p != 0)
+            .or_else(|| parent_pid(child))
+            .unwrap_or(0);
+        if parent != 0 && !self.processes.contains_key(&parent) {
+            // A parent with no samples yet (its child's pre-exec samples come first): read it
+            // now, it is alive while its child was just forked.
+            self.snapshot(parent, 0);
+        }
         let from_parent = self.processes.get(&parent).and_then(|p| {
             self.images
                 .get(&(parent, p.generation))

@@ -278,6 +278,7 @@ fn pprof_round_trip() {
         agent_cpu: Duration::from_millis(120),
         agent_max_rss: 45 << 20,
         notes: vec!["pid 7 exited".into()],
+        ..Default::default()
     });
     let q = decode_pprof(&encode_pprof(&p).unwrap()).unwrap();
     assert_eq!(
@@ -453,6 +454,7 @@ fn footer_states_losses_and_costs() {
         agent_cpu: Duration::from_millis(1500),
         agent_max_rss: 1536 << 10,
         notes: vec![],
+        ..Default::default()
     });
     assert_eq!(
         footer(&p).unwrap(),
