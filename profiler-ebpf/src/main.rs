@@ -258,11 +258,26 @@ fn frame0_words(regs: &pt_regs, tgid: u32, generation: u32, key: &mut SampleKey)
     }
     if word0 {
         // SAFETY: checked user read.
-        key.frame0[0] = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
+        let w = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
+        key.frame0[0] = keep_word(w, regs.rip, rule.is_some());
     }
     if word1 {
         // SAFETY: checked user read.
-        key.frame0[1] = unsafe { bpf_probe_read_user((sp + 8) as *const u64) }.unwrap_or(0);
+        let w = unsafe { bpf_probe_read_user((sp + 8) as *const u64) }.unwrap_or(0);
+        key.frame0[1] = keep_word(w, regs.rip, rule.is_some());
+    }
+}
+
+/// Before an IP has a rule, a word is kept only if it could be a return address into the
+/// same binary as the IP (within 1 GiB of it): stack data (heap pointers, counters) would
+/// otherwise make each of those first samples a key of its own. With a rule, the word is
+/// the one the repair reads and is kept as it is.
+#[inline(always)]
+fn keep_word(word: u64, ip: u64, ruled: bool) -> u64 {
+    if ruled || word.abs_diff(ip) < (1 << 30) {
+        word
+    } else {
+        0
     }
 }
 
