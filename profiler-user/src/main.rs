@@ -114,6 +114,10 @@ struct RecordArgs {
     /// Directory for the per-window profiles (window-00001.pb.gz, ...).
     #[arg(long, value_name = "DIR", requires = "window")]
     window_dir: Option<PathBuf>,
+    /// Write only the windows, no whole-run report: memory stays bounded for a recording of
+    /// any length (a poor man's agent).
+    #[arg(long, requires = "window")]
+    windows_only: bool,
     #[command(flatten)]
     output: OutputArgs,
     /// Command to start and profile from its first instruction: gprof-bpf -- ./prog args.
@@ -320,11 +324,19 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
         jitter: !args.no_jitter,
         window: args.window,
         window_dir: args.window_dir.clone(),
+        keep_total: !args.windows_only,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let profile = runtime.block_on(record::run(opts, args.quiet))?;
+    if args.windows_only {
+        // The windows are the output; what the run lost and cost still goes to stderr.
+        if let Some(footer) = report::footer(&profile) {
+            eprintln!("{footer}");
+        }
+        return Ok(());
+    }
     emit(&profile, &args.output, &plan)
 }
 

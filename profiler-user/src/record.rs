@@ -33,6 +33,9 @@ pub struct RecordOptions {
     /// Cut the recording into windows this long, each written to `window_dir`.
     pub window: Option<Duration>,
     pub window_dir: Option<PathBuf>,
+    /// Keep the whole-run total for the report; off (`--windows-only`) a recording of any
+    /// length stays in bounded memory and writes only its windows.
+    pub keep_total: bool,
 }
 
 impl Default for RecordOptions {
@@ -49,6 +52,7 @@ impl Default for RecordOptions {
             jitter: true,
             window: None,
             window_dir: None,
+            keep_total: true,
         }
     }
 }
@@ -139,7 +143,7 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
         PipelineOptions {
             frequency_hz: opts.frequency_hz,
             window: opts.window,
-            keep_total: true,
+            keep_total: opts.keep_total,
         },
         sinks,
     );
@@ -259,7 +263,17 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
         stats[Stat::UserReadFault as usize],
     ));
     let mut notes = pipeline.take_notes();
-    if profile.samples.is_empty() {
+    if !opts.keep_total {
+        notes.push(format!(
+            "wrote {} window profiles ({} samples) to {}",
+            pipeline.stats.windows_written,
+            pipeline.stats.samples,
+            opts.window_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        ));
+    } else if profile.samples.is_empty() {
         notes.push(
             "no samples: the profiled processes did not run on a CPU during the recording \
              (idle or blocked; this is a CPU profiler)"

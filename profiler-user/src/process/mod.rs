@@ -21,7 +21,7 @@ use memmap2::Mmap;
 use object::{Object as _, ObjectSegment as _};
 
 use crate::symbolize::buildinfo::{self, BuildInfo};
-use crate::symbolize::dwarf::DwarfSymbols;
+use crate::symbolize::dwarf::{Bytes, DwarfSymbols};
 use crate::symbolize::elf::ElfSymbols;
 use crate::symbolize::gopclntab::GoTable;
 pub use maps::MapEntry;
@@ -168,7 +168,7 @@ impl ObjectFile {
     /// DWARF line tables, loaded on first use (None without debug info).
     pub fn dwarf(&self) -> Option<&DwarfSymbols> {
         self.dwarf
-            .get_or_init(|| DwarfSymbols::parse(self.data.as_ref()))
+            .get_or_init(|| DwarfSymbols::parse(Bytes::new(Arc::new(self.data.clone()))))
             .as_ref()
     }
 
@@ -259,7 +259,12 @@ impl ObjectCache {
                 Ok(o)
             }
             Err(e) => {
-                self.failed.insert(key, e.clone());
+                // Remember only what is wrong with the file itself: when the process is gone
+                // (a short-lived one), the path through /proc/PID failed, not the file, and
+                // the next process that maps it must try again.
+                if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    self.failed.insert(key, e.clone());
+                }
                 Err(e)
             }
         }

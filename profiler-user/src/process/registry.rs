@@ -118,7 +118,12 @@ impl Registry {
     }
 
     fn note(&mut self, note: String) {
-        if self.noted.insert(note.clone()) {
+        let key = note
+            .split(" (first seen in pid")
+            .next()
+            .unwrap_or(&note)
+            .to_string();
+        if self.noted.insert(key) {
             self.notes.push(note);
         }
     }
@@ -225,7 +230,9 @@ impl Registry {
         let snapshot = match ProcessSnapshot::take(pid, generation, &mut self.objects) {
             Ok(s) => {
                 for e in s.errors.clone() {
-                    self.note(format!("pid {pid}: cannot read {e}"));
+                    // Once per file, not per process: under --all a thousand processes of one
+                    // binary would otherwise repeat it a thousand times.
+                    self.note(format!("cannot read {e} (first seen in pid {pid})"));
                 }
                 Some(s)
             }

@@ -16,6 +16,7 @@ mod kernel;
 mod latency;
 mod notes;
 mod slowdown;
+mod soak;
 mod symbolize;
 
 use std::io::{BufRead as _, BufReader, Read as _};
@@ -39,6 +40,9 @@ pub struct BenchArgs {
     /// Seconds of each agent-cost recording.
     #[arg(long, global = true, default_value_t = 60)]
     agent_seconds: u64,
+    /// Seconds of the soak run (at least 600 for BENCHMARKS.md).
+    #[arg(long, global = true, default_value_t = 600)]
+    soak_seconds: u64,
     /// File whose sections are rewritten.
     #[arg(long, global = true)]
     out: Option<PathBuf>,
@@ -63,6 +67,8 @@ pub enum Part {
     Fidelity,
     /// 6. Attach latency: start to first sample, and start to report with --duration.
     Latency,
+    /// 7. Soak: --all for 10 minutes while thousands of short-lived processes come and go.
+    Soak,
 }
 
 /// Sizes of every measurement.
@@ -83,10 +89,11 @@ pub struct Params {
     pub fidelity_secs: f64,
     pub fidelity_hz: u64,
     pub latency_duration_ms: u64,
+    pub soak_secs: u64,
 }
 
 impl Params {
-    fn full(pairs: usize, agent_secs: u64) -> Self {
+    fn full(pairs: usize, agent_secs: u64, soak_secs: u64) -> Self {
         Params {
             smoke: false,
             pairs,
@@ -100,6 +107,7 @@ impl Params {
             fidelity_secs: 10.0,
             fidelity_hz: 999,
             latency_duration_ms: 1000,
+            soak_secs,
         }
     }
 
@@ -117,6 +125,7 @@ impl Params {
             fidelity_secs: 1.5,
             fidelity_hz: 999,
             latency_duration_ms: 300,
+            soak_secs: 12,
         }
     }
 }
@@ -451,13 +460,14 @@ every timing is a ratio against a baseline measured in the same run, alternating
 range (IQR) and range. Smoke runs (`cargo xtask test`) write `target/bench/smoke/BENCHMARKS.md` \
 instead, with tiny sizes, and assert nothing.\n";
 
-const ORDER: [&str; 7] = [
+const ORDER: [&str; 8] = [
     "slowdown",
     "kernel",
     "agent",
     "symbolize",
     "fidelity",
     "latency",
+    "soak",
     "findings",
 ];
 
@@ -563,6 +573,13 @@ fn build(params: Params) -> Result<Env> {
             .arg(env.workload(name))
             .arg("."))?;
     }
+    // The soak's short-lived Go processes: the integration tests' churn fixture.
+    run(env
+        .go()
+        .current_dir(root.join("tests/fixtures/go/churn"))
+        .args(["build", "-o"])
+        .arg(env.workload("churn"))
+        .arg("."))?;
     Ok(env)
 }
 
@@ -576,6 +593,7 @@ fn run_part(env: &Env, part: Part) -> Result<Section> {
         Part::Symbolize => symbolize::run(env),
         Part::Fidelity => fidelity::run(env),
         Part::Latency => latency::run(env),
+        Part::Soak => soak::run(env),
         Part::All => unreachable!(),
     };
     eprintln!(
@@ -594,6 +612,7 @@ fn parts(part: Part) -> Vec<Part> {
             Part::Symbolize,
             Part::Fidelity,
             Part::Latency,
+            Part::Soak,
         ],
         p => vec![p],
     }
@@ -613,7 +632,11 @@ pub fn main(args: BenchArgs) -> Result<()> {
             args.pairs
         );
     }
-    let env = build(Params::full(args.pairs, args.agent_seconds))?;
+    let env = build(Params::full(
+        args.pairs,
+        args.agent_seconds,
+        args.soak_seconds,
+    ))?;
     let out = args.out.unwrap_or_else(|| env.root.join("BENCHMARKS.md"));
     let mut sections = Vec::new();
     for part in parts(args.part.unwrap_or(Part::All)) {
