@@ -53,7 +53,7 @@ fn churn(env: &Env, stop: Arc<AtomicBool>, started: Arc<AtomicU64>) -> std::thre
             {
                 started.fetch_add(51, Ordering::Relaxed);
             }
-            if round % 3 == 0 {
+            if round.is_multiple_of(3) {
                 // An exec storm: 200 processes in a tight shell loop.
                 let _ = Command::new("sh")
                     .args([
@@ -63,7 +63,7 @@ fn churn(env: &Env, stop: Arc<AtomicBool>, started: Arc<AtomicU64>) -> std::thre
                     .status();
                 started.fetch_add(201, Ordering::Relaxed);
             }
-            if round % 5 == 0 {
+            if round.is_multiple_of(5) {
                 let _ = Command::new("gcc")
                     .args(["-O2", "-o"])
                     .arg(tmp.join("soak-c"))
