@@ -12,9 +12,10 @@
 #![no_std]
 #![no_main]
 // The bpf target has no atomic types with read-modify-write methods; the intrinsic lowers to
-// BPF's atomic add (the build uses RUSTC_BOOTSTRAP=1, see profiler-user/build.rs).
-#![allow(internal_features)]
-#![feature(core_intrinsics)]
+// BPF's atomic add (the build uses RUSTC_BOOTSTRAP=1, see profiler-user/build.rs). Host builds
+// (clippy on the workspace) use the stable atomics instead.
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 // Map keys and values are passed by reference on purpose: by value they are copied onto the
 // 512-byte BPF stack, which this program would then overflow.
 #![allow(clippy::needless_borrows_for_generic_args)]
@@ -32,7 +33,6 @@ use aya_ebpf::{
         PerfEventContext, RawTracePointContext, TracePointContext, tracing::StackIdContext,
     },
 };
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use profiler_ebpf::{
     CONTROL_SLOTS, Control, EVENT_EXEC, EVENT_EXIT, EVENT_FORK, Frame0Key, Frame0Rule,
@@ -212,11 +212,8 @@ fn record(ctx: &PerfEventContext, tgid: u32, tid: u32, generation: u32, set: &Ma
             // SAFETY: map value pointer of our own key, valid for this program run; the
             // fields are 8-byte aligned u64s.
             unsafe {
-                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*v).count, 1);
-                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
-                    &raw mut (*v).weight_ns,
-                    weight,
-                );
+                atomic_add(&raw mut (*v).count, 1);
+                atomic_add(&raw mut (*v).weight_ns, weight);
             }
             bump(Stat::CountHits);
             return;
@@ -230,6 +227,30 @@ fn record(ctx: &PerfEventContext, tgid: u32, tid: u32, generation: u32, set: &Ma
         }
     }
     bump(Stat::LostCountMapFull);
+}
+
+/// `*p += v`, atomically (several CPUs may count into one entry).
+///
+/// # Safety
+/// `p` must point to a live, 8-byte aligned u64 (a map value).
+#[cfg(target_arch = "bpf")]
+#[inline(always)]
+unsafe fn atomic_add(p: *mut u64, v: u64) {
+    use core::intrinsics::{AtomicOrdering, atomic_xadd};
+    // SAFETY: the caller's contract.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, v) };
+}
+
+/// `*p += v`, atomically (host builds, for linting only).
+///
+/// # Safety
+/// `p` must point to a live, 8-byte aligned u64.
+#[cfg(not(target_arch = "bpf"))]
+#[inline(always)]
+unsafe fn atomic_add(p: *mut u64, v: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { core::sync::atomic::AtomicU64::from_ptr(p) }
+        .fetch_add(v, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// Keeps the words at SP the frame-0 rule for this IP asks for (both when there is no rule
