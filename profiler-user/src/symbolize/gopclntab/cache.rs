@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
+use super::inline::{InlRec, caller_found};
 use super::{Frame, GoTable, Inl, MAX_INLINE_DEPTH, RawFunc, is_panic_callee, uvarint};
 
 /// Functions per lazily allocated slot chunk.
@@ -66,9 +67,7 @@ struct CachedName {
 
 /// One inline-tree record with its name resolved (`name` None: reading the name fails).
 struct CachedInl {
-    func_id: u8,
-    start_line: i32,
-    parent_pc: i32,
+    rec: InlRec,
     name: Option<CachedName>,
 }
 
@@ -286,9 +285,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
                 .into_iter()
                 .map(|x| {
                     let r = self.inl_record(t, x).ok().map(|r| CachedInl {
-                        func_id: r.func_id,
-                        start_line: r.start_line,
-                        parent_pc: r.parent_pc,
+                        rec: r,
                         name: self.cached_name(r.nameoff, &mut buf),
                     });
                     (x, r)
@@ -385,43 +382,59 @@ impl<D: AsRef<[u8]>> GoTable<D> {
         } else {
             self.wrapper_func_id()
         };
+        let mut caller_unknown = false;
         match d.tree {
             Tree::Uncached => return None,
             Tree::Absent => {}
             Tree::Present => {
                 let mut depth = 0usize;
-                loop {
-                    let row = d.row(cur)?;
-                    if row.ix < 0 {
-                        break;
-                    }
+                let mut row = d.row(cur)?;
+                while row.ix >= 0 {
                     depth += 1;
                     if depth > MAX_INLINE_DEPTH {
                         return None;
                     }
                     let r = d.inl(row.ix)?;
                     let name = r.name.as_ref()?;
-                    if !(wrapper == Some(r.func_id) && elide) {
+                    if !(wrapper == Some(r.rec.func_id) && elide) {
                         let (file, line) = d.file_line(row)?;
                         out.push(Frame {
                             function: Cow::Borrowed(d.s(name.print)?),
                             file,
                             line,
-                            start_line: r.start_line.max(0) as u32,
+                            start_line: r.rec.start_line.max(0) as u32,
                             entry: f.entry,
                             inlined: true,
                         });
                     }
                     elide = !is_panic_callee(d.s(name.raw)?);
-                    if r.parent_pc < 0 {
+                    if r.rec.parent_pc < 0 {
                         return None;
                     }
-                    cur = f.entry.checked_add(r.parent_pc as u64)?;
+                    let parent = f.entry.checked_add(r.rec.parent_pc as u64)?;
+                    let parent_row = d.row(parent)?;
+                    let has_frame = r.rec.parent_pc == 0
+                        && (*d.max_sp.get_or_init(|| self.max_sp_delta(f).ok()))? > 0;
+                    if !caller_found(
+                        &r.rec,
+                        row.ix,
+                        parent_row.ix,
+                        has_frame,
+                        self.entry_is_outermost(),
+                    ) {
+                        caller_unknown = true;
+                        break;
+                    }
+                    (cur, row) = (parent, parent_row);
                 }
             }
         }
         if !(wrapper.is_some() && wrapper == Some(f.func_id) && elide) {
-            let (file, line) = d.file_line(d.row(cur)?)?;
+            let (file, line) = if caller_unknown {
+                ("?", 0)
+            } else {
+                d.file_line(d.row(cur)?)?
+            };
             let name = d.name.as_ref()?;
             out.push(Frame {
                 function: Cow::Borrowed(d.s(name.print)?),

@@ -2,7 +2,8 @@
 //! elision as `runtime.tracebackPCs` does it, and the single-answer lookups (`pc_to_line`,
 //! `func_at`, `sp_delta`).
 
-use super::version::{facts, go1_minor};
+use super::inline::caller_found;
+use super::version::{facts, facts_for, go1_minor};
 use super::{
     Error, Frame, FuncFlags, FuncInfo, GoTable, Inl, MAX_INLINE_DEPTH, PcKind, RawFunc, Result,
 };
@@ -23,6 +24,11 @@ impl<D: AsRef<[u8]>> GoTable<D> {
             return Ok(("?", 0));
         }
         Ok((self.file(f.cu_offset, fileno)?, line as u32))
+    }
+
+    /// See [`caller_found`].
+    pub(super) fn entry_is_outermost(&self) -> bool {
+        facts_for(self.family, self.go_version, false, false).entry_is_outermost
     }
 
     /// FuncID of wrappers: by version for 1.19+, else the maximum funcID in the table
@@ -172,6 +178,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
             None
         };
         let start = out.len();
+        let mut caller_unknown = false;
         if let Some(tree) = tree {
             let ixtab = self.pcdata(&f, self.layout.pcdata_inl)?;
             if self.layout.inl == Inl::Old16 {
@@ -218,11 +225,8 @@ impl<D: AsRef<[u8]>> GoTable<D> {
                 return Ok(());
             }
             let mut depth = 0usize;
-            loop {
-                let ix = self.pcvalue(ixtab, f.entry, cur)?.unwrap_or(-1);
-                if ix < 0 {
-                    break;
-                }
+            let mut ix = self.pcvalue(ixtab, f.entry, cur)?.unwrap_or(-1);
+            while ix >= 0 {
                 depth += 1;
                 if depth > MAX_INLINE_DEPTH {
                     return Err(Error::Corrupt {
@@ -250,17 +254,28 @@ impl<D: AsRef<[u8]>> GoTable<D> {
                         value: r.parent_pc as u64,
                     });
                 }
-                cur = f
+                let parent = f
                     .entry
                     .checked_add(r.parent_pc as u64)
                     .ok_or(Error::Corrupt {
                         what: "inline parentPc overflows",
                         value: r.parent_pc as u64,
                     })?;
+                let parent_ix = self.pcvalue(ixtab, f.entry, parent)?.unwrap_or(-1);
+                let has_frame = r.parent_pc == 0 && self.max_sp_delta(&f)? > 0;
+                if !caller_found(&r, ix, parent_ix, has_frame, self.entry_is_outermost()) {
+                    caller_unknown = true;
+                    break;
+                }
+                (cur, ix) = (parent, parent_ix);
             }
         }
         if !(wrapper.is_some() && wrapper == Some(f.func_id) && elide) {
-            let (file, line) = self.file_line(&f, cur)?;
+            let (file, line) = if caller_unknown {
+                ("?", 0)
+            } else {
+                self.file_line(&f, cur)?
+            };
             let name = self.name(f.nameoff)?;
             out.push(Frame {
                 function: self.print_name(name),

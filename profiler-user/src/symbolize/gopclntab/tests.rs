@@ -4,6 +4,7 @@
 
 use super::*;
 
+mod inline_init;
 mod real;
 mod synth;
 

@@ -68,6 +68,9 @@ pub(super) struct Facts {
     /// Word index of `moduledata.epclntab` when `gofunc` lies inside the pclntab (1.26+).
     pub(super) md_epclntab_word: Option<u64>,
     pub(super) print: PrintRule,
+    /// The first instruction of a function is its own, never an inlined callee's (Go 1.21+,
+    /// issue 58300; frames start with the prologue anyway).
+    pub(super) entry_is_outermost: bool,
 }
 
 const fn layout(
@@ -109,6 +112,7 @@ const fn row(
         md_gofunc,
         md_epclntab_word: epc,
         print,
+        entry_is_outermost: since >= 21,
     }
 }
 
@@ -123,6 +127,7 @@ pub(super) const FACTS: &[Facts] = &[
     row(18, GO118, None, 304, None, PrintRule::Raw),
     row(19, GO118, Some(21), 304, None, PrintRule::Raw),
     row(20, GO120, Some(21), 320, None, PrintRule::Go120),
+    row(21, GO120, Some(21), 320, None, PrintRule::Go120),
     row(22, GO120, Some(22), 320, None, PrintRule::Go120),
     row(25, GO120, Some(23), 320, None, PrintRule::Go120),
     row(26, GO120, Some(23), 320, Some(41), PrintRule::Go120),
