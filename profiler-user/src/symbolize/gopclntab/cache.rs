@@ -19,6 +19,9 @@ use super::{Frame, GoTable, Inl, MAX_INLINE_DEPTH, RawFunc, is_panic_callee, uva
 
 /// Functions per lazily allocated slot chunk.
 const CHUNK: usize = 256;
+/// Bytes of code per `Decoded::run_index` entry, and the run count from which it is built.
+const RUN_CHUNK: u64 = 128;
+const INDEXED_RUNS: usize = 8;
 /// Above this many functions (corrupt tables) nothing is cached.
 const MAX_CACHED_FUNCS: usize = 1 << 24;
 
@@ -109,6 +112,9 @@ pub(super) struct Decoded {
     tree: Tree,
     /// Sorted by strictly increasing `end`.
     runs: Box<[Run]>,
+    /// For functions with many runs: per [`RUN_CHUNK`] bytes from the entry, the first run
+    /// ending after the chunk's start, so a lookup searches only its chunk's runs.
+    run_index: Box<[u32]>,
     /// Offsets at or beyond this were not decoded exactly: use the uncached path.
     cover: u64,
     /// Resolved file names by file number, sorted (None: resolving fails).
@@ -139,6 +145,25 @@ impl Col {
     }
 }
 
+/// `Decoded::run_index` for `runs` of a function of `size` bytes (empty for few runs).
+fn run_index(runs: &[Run], size: u64) -> Box<[u32]> {
+    if runs.len() < INDEXED_RUNS {
+        return Box::default();
+    }
+    let mut i = 0;
+    (0..size.div_ceil(RUN_CHUNK))
+        .map(|k| {
+            while runs
+                .get(i)
+                .is_some_and(|r| u64::from(r.end) <= k * RUN_CHUNK)
+            {
+                i += 1;
+            }
+            i as u32
+        })
+        .collect()
+}
+
 impl Decoded {
     #[inline]
     fn s(&self, sp: Span) -> Option<&str> {
@@ -152,7 +177,18 @@ impl Decoded {
         if rel >= self.cover {
             return None;
         }
-        let i = self.runs.partition_point(|r| u64::from(r.end) <= rel);
+        // The run containing rel lies between the first runs of its chunk and of the next.
+        let (a, b) = match self.run_index.get((rel / RUN_CHUNK) as usize) {
+            Some(&a) => {
+                let b = self.run_index.get((rel / RUN_CHUNK) as usize + 1);
+                (a as usize, b.map_or(self.runs.len(), |&b| b as usize))
+            }
+            None => (0, self.runs.len()),
+        };
+        let i = a + self
+            .runs
+            .get(a..b)?
+            .partition_point(|r| u64::from(r.end) <= rel);
         Some(self.runs.get(i).map_or(NO_ROW, |r| r.row))
     }
 
@@ -302,6 +338,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
             raw,
             end,
             tree,
+            run_index: run_index(&runs, size),
             runs: runs.into_boxed_slice(),
             cover,
             files,

@@ -1,6 +1,7 @@
 //! The function table: functab entries, finding the function containing a PC, and the raw
 //! `_func` fields with their pcdata/funcdata arrays.
 
+use super::index::FuncIndex;
 use super::{Error, Family, GoTable, Result, rd_u32, rd_u64, trunc};
 
 /// Raw `_func` fields.
@@ -48,6 +49,29 @@ impl<D: AsRef<[u8]>> GoTable<D> {
 
     /// Index of the function containing `pc` (padding belongs to the preceding function).
     pub(super) fn find(&self, pc: u64) -> Result<Option<usize>> {
+        if self.nfunc == 0 {
+            return Ok(None);
+        }
+        if pc < self.ftab_entry(0)? || pc >= self.ftab_entry(self.nfunc)? {
+            return Ok(None);
+        }
+        if let Some(ix) = self
+            .func_index
+            .get_or_init(|| FuncIndex::build(self.nfunc, |i| self.ftab_entry(i).ok()))
+            && let Some(mut i) = ix.start(pc)
+        {
+            // Every entry was readable when the index was built, and they do not decrease.
+            while i + 1 < self.nfunc && self.ftab_entry(i + 1)? <= pc {
+                i += 1;
+            }
+            return Ok(Some(i));
+        }
+        self.find_by_search(pc)
+    }
+
+    /// `find` by binary search over the function table (no index: an unreadable or unsorted
+    /// table, whose errors this reports).
+    pub(super) fn find_by_search(&self, pc: u64) -> Result<Option<usize>> {
         if self.nfunc == 0 {
             return Ok(None);
         }

@@ -23,6 +23,7 @@ pub(crate) mod elf;
 mod frames;
 mod functab;
 mod header;
+mod index;
 mod inline;
 mod locate;
 mod names;
@@ -176,6 +177,8 @@ pub struct GoTable<D: AsRef<[u8]>> {
     segs: Vec<Seg>,
     go_version: Option<(u32, u32)>,
     wrapper_id: OnceLock<Option<u8>>,
+    /// Bucket index over the function table, built on the first lookup.
+    func_index: OnceLock<Option<index::FuncIndex>>,
     /// Per-function decoded tables, filled lazily (see `cache.rs`).
     cache: cache::FuncCache,
 }
@@ -281,6 +284,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
             segs,
             go_version,
             wrapper_id: OnceLock::new(),
+            func_index: OnceLock::new(),
             cache: cache::FuncCache::new(hd.nfunc),
         }
     }
