@@ -70,3 +70,50 @@ impl FuncIndex {
         Some(b + s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index's start plus the forward scan must give the last function whose entry is at
+    /// most the PC (oracle: `partition_point` over the entries), for tiny functions (more
+    /// than 255 in a sub-bucket: saturated deltas), zero-size ones and big gaps.
+    #[test]
+    fn start_then_scan_finds_the_containing_function() {
+        let mut entries = vec![0x1000u64];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for k in 0..3000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let step = match k {
+                100..=700 => x % 2,  // 1-byte and zero-size functions
+                701..=710 => 20_000, // gaps spanning buckets
+                _ => 1 + x % 300,
+            };
+            entries.push(entries.last().unwrap() + step);
+        }
+        let n = entries.len() - 1;
+        let ix = FuncIndex::build(n, |i| entries.get(i).copied()).unwrap();
+        let (lo, hi) = (entries[0], entries[n]);
+        for pc in lo..hi {
+            let want = entries[..n].partition_point(|&e| e <= pc) - 1;
+            let mut i = ix.start(pc).unwrap();
+            assert!(i <= want, "pc {pc:#x}");
+            while i + 1 < n && entries[i + 1] <= pc {
+                i += 1;
+            }
+            assert_eq!(i, want, "pc {pc:#x}");
+        }
+    }
+
+    #[test]
+    fn unsorted_or_unreadable_tables_get_no_index() {
+        let e = [0x1000u64, 0x1010, 0x1008, 0x1020];
+        assert!(FuncIndex::build(3, |i| e.get(i).copied()).is_none());
+        assert!(FuncIndex::build(4, |i| e.get(i).copied()).is_none());
+        assert!(FuncIndex::build(0, |i| e.get(i).copied()).is_none());
+        let huge = [0u64, 1 << 40];
+        assert!(FuncIndex::build(1, |i| huge.get(i).copied()).is_none());
+    }
+}
