@@ -4,13 +4,16 @@
 //! The binary is `$GPROF_BENCH_GO_BINARY` if set; otherwise `benches/bigprog` is built with the
 //! newest toolchain under /opt/gprof-bpf/go (or `$GPROF_GO_ROOTS`) into the target dir.
 //! Run: `AYA_BUILD_SKIP=1 cargo bench -p profiler-user --bench symbolize`.
+//!
+//! The lookup benches time the bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall
+//! time: on a shared machine the thread is often descheduled, which wall time would count.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gprof_bpf::symbolize::gopclntab::{GoTable, PcKind};
 
 const VERSIONS: &[&str] = &[
@@ -56,6 +59,26 @@ fn binary() -> PathBuf {
     out
 }
 
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Runs `f` `iters` times and returns the thread CPU time it took.
+fn cpu_time(iters: u64, mut f: impl FnMut()) -> Duration {
+    let t0 = thread_cpu();
+    for _ in 0..iters {
+        f();
+    }
+    thread_cpu() - t0
+}
+
 fn open(path: &Path) -> GoTable<memmap2::Mmap> {
     let file = std::fs::File::open(path).unwrap();
     // SAFETY: the bench binary is not modified while mapped.
@@ -91,16 +114,19 @@ fn bench(c: &mut Criterion) {
         .collect();
     let mut g = c.benchmark_group("lookups");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.throughput(Throughput::Elements(entries.len() as u64));
     g.bench_function(format!("all_{}_function_entries", entries.len()), |b| {
         let mut out = Vec::with_capacity(16);
-        b.iter(|| {
-            let mut n = 0;
-            for &pc in &entries {
-                out.clear();
-                t.frames(pc, PcKind::Leaf, &mut out).unwrap();
-                n += out.len();
-            }
-            black_box(n)
+        b.iter_custom(|iters| {
+            cpu_time(iters, || {
+                let mut n = 0;
+                for &pc in &entries {
+                    out.clear();
+                    t.frames(pc, PcKind::Leaf, &mut out).unwrap();
+                    n += out.len();
+                }
+                black_box(n);
+            })
         })
     });
     let mut s = 0x2545_f491_4f6c_dd1du64;
@@ -112,16 +138,19 @@ fn bench(c: &mut Criterion) {
             lo + s % (hi - lo)
         })
         .collect();
+    g.throughput(Throughput::Elements(pcs.len() as u64));
     g.bench_function("1M_random_text_pcs_inline", |b| {
         let mut out = Vec::with_capacity(16);
-        b.iter(|| {
-            let mut n = 0;
-            for &pc in &pcs {
-                out.clear();
-                t.frames(pc, PcKind::Return, &mut out).unwrap();
-                n += out.len();
-            }
-            black_box(n)
+        b.iter_custom(|iters| {
+            cpu_time(iters, || {
+                let mut n = 0;
+                for &pc in &pcs {
+                    out.clear();
+                    t.frames(pc, PcKind::Return, &mut out).unwrap();
+                    n += out.len();
+                }
+                black_box(n);
+            })
         })
     });
     g.finish();

@@ -14,10 +14,14 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
+use super::inline::{InlRec, caller_found};
 use super::{Frame, GoTable, Inl, MAX_INLINE_DEPTH, RawFunc, is_panic_callee, uvarint};
 
 /// Functions per lazily allocated slot chunk.
 const CHUNK: usize = 256;
+/// Bytes of code per `Decoded::run_index` entry, and the run count from which it is built.
+const RUN_CHUNK: u64 = 128;
+const INDEXED_RUNS: usize = 8;
 /// Above this many functions (corrupt tables) nothing is cached.
 const MAX_CACHED_FUNCS: usize = 1 << 24;
 
@@ -66,9 +70,7 @@ struct CachedName {
 
 /// One inline-tree record with its name resolved (`name` None: reading the name fails).
 struct CachedInl {
-    func_id: u8,
-    start_line: i32,
-    parent_pc: i32,
+    rec: InlRec,
     name: Option<CachedName>,
 }
 
@@ -110,6 +112,9 @@ pub(super) struct Decoded {
     tree: Tree,
     /// Sorted by strictly increasing `end`.
     runs: Box<[Run]>,
+    /// For functions with many runs: per [`RUN_CHUNK`] bytes from the entry, the first run
+    /// ending after the chunk's start, so a lookup searches only its chunk's runs.
+    run_index: Box<[u32]>,
     /// Offsets at or beyond this were not decoded exactly: use the uncached path.
     cover: u64,
     /// Resolved file names by file number, sorted (None: resolving fails).
@@ -140,6 +145,25 @@ impl Col {
     }
 }
 
+/// `Decoded::run_index` for `runs` of a function of `size` bytes (empty for few runs).
+fn run_index(runs: &[Run], size: u64) -> Box<[u32]> {
+    if runs.len() < INDEXED_RUNS {
+        return Box::default();
+    }
+    let mut i = 0;
+    (0..size.div_ceil(RUN_CHUNK))
+        .map(|k| {
+            while runs
+                .get(i)
+                .is_some_and(|r| u64::from(r.end) <= k * RUN_CHUNK)
+            {
+                i += 1;
+            }
+            i as u32
+        })
+        .collect()
+}
+
 impl Decoded {
     #[inline]
     fn s(&self, sp: Span) -> Option<&str> {
@@ -153,7 +177,18 @@ impl Decoded {
         if rel >= self.cover {
             return None;
         }
-        let i = self.runs.partition_point(|r| u64::from(r.end) <= rel);
+        // The run containing rel lies between the first runs of its chunk and of the next.
+        let (a, b) = match self.run_index.get((rel / RUN_CHUNK) as usize) {
+            Some(&a) => {
+                let b = self.run_index.get((rel / RUN_CHUNK) as usize + 1);
+                (a as usize, b.map_or(self.runs.len(), |&b| b as usize))
+            }
+            None => (0, self.runs.len()),
+        };
+        let i = a + self
+            .runs
+            .get(a..b)?
+            .partition_point(|r| u64::from(r.end) <= rel);
         Some(self.runs.get(i).map_or(NO_ROW, |r| r.row))
     }
 
@@ -286,9 +321,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
                 .into_iter()
                 .map(|x| {
                     let r = self.inl_record(t, x).ok().map(|r| CachedInl {
-                        func_id: r.func_id,
-                        start_line: r.start_line,
-                        parent_pc: r.parent_pc,
+                        rec: r,
                         name: self.cached_name(r.nameoff, &mut buf),
                     });
                     (x, r)
@@ -305,6 +338,7 @@ impl<D: AsRef<[u8]>> GoTable<D> {
             raw,
             end,
             tree,
+            run_index: run_index(&runs, size),
             runs: runs.into_boxed_slice(),
             cover,
             files,
@@ -385,43 +419,59 @@ impl<D: AsRef<[u8]>> GoTable<D> {
         } else {
             self.wrapper_func_id()
         };
+        let mut caller_unknown = false;
         match d.tree {
             Tree::Uncached => return None,
             Tree::Absent => {}
             Tree::Present => {
                 let mut depth = 0usize;
-                loop {
-                    let row = d.row(cur)?;
-                    if row.ix < 0 {
-                        break;
-                    }
+                let mut row = d.row(cur)?;
+                while row.ix >= 0 {
                     depth += 1;
                     if depth > MAX_INLINE_DEPTH {
                         return None;
                     }
                     let r = d.inl(row.ix)?;
                     let name = r.name.as_ref()?;
-                    if !(wrapper == Some(r.func_id) && elide) {
+                    if !(wrapper == Some(r.rec.func_id) && elide) {
                         let (file, line) = d.file_line(row)?;
                         out.push(Frame {
                             function: Cow::Borrowed(d.s(name.print)?),
                             file,
                             line,
-                            start_line: r.start_line.max(0) as u32,
+                            start_line: r.rec.start_line.max(0) as u32,
                             entry: f.entry,
                             inlined: true,
                         });
                     }
                     elide = !is_panic_callee(d.s(name.raw)?);
-                    if r.parent_pc < 0 {
+                    if r.rec.parent_pc < 0 {
                         return None;
                     }
-                    cur = f.entry.checked_add(r.parent_pc as u64)?;
+                    let parent = f.entry.checked_add(r.rec.parent_pc as u64)?;
+                    let parent_row = d.row(parent)?;
+                    let has_frame = r.rec.parent_pc == 0
+                        && (*d.max_sp.get_or_init(|| self.max_sp_delta(f).ok()))? > 0;
+                    if !caller_found(
+                        &r.rec,
+                        row.ix,
+                        parent_row.ix,
+                        has_frame,
+                        self.entry_is_outermost(),
+                    ) {
+                        caller_unknown = true;
+                        break;
+                    }
+                    (cur, row) = (parent, parent_row);
                 }
             }
         }
         if !(wrapper.is_some() && wrapper == Some(f.func_id) && elide) {
-            let (file, line) = d.file_line(d.row(cur)?)?;
+            let (file, line) = if caller_unknown {
+                ("?", 0)
+            } else {
+                d.file_line(d.row(cur)?)?
+            };
             let name = d.name.as_ref()?;
             out.push(Frame {
                 function: Cow::Borrowed(d.s(name.print)?),

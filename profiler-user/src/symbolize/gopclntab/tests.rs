@@ -4,6 +4,7 @@
 
 use super::*;
 
+mod inline_init;
 mod real;
 mod synth;
 
@@ -50,6 +51,11 @@ pub(super) fn check_cache_exact<D: AsRef<[u8]>>(t: &GoTable<D>, pcs: &[u64]) {
     let mut a = Vec::new();
     let mut b = Vec::new();
     for &pc in pcs {
+        assert_eq!(
+            format!("{:?}", t.find(pc)),
+            format!("{:?}", t.find_by_search(pc)),
+            "find {pc:#x}"
+        );
         for kind in [PcKind::Leaf, PcKind::Return, PcKind::AfterInjectedCall] {
             for callee in [None, Some("runtime.gopanic"), Some("main.f")] {
                 a.clear();
