@@ -1,5 +1,5 @@
-//! Oracles for the gopclntab symbolizer tests (`tests/tests/symbolizer_*.rs`): the build matrix
-//! of the Go fixtures, the fixture's own `runtime.CallersFrames` output, ELF symbol look-ups
+//! Oracles for the gopclntab symbolizer tests (`tests/tests/symbolizer_*.rs`): the fixture's own
+//! `runtime.CallersFrames` output, ELF symbol look-ups
 //! (only ever on *unstripped* builds: never on the reader under test), `llvm-symbolizer
 //! --inlining` and `go tool addr2line`.
 //!
@@ -13,212 +13,13 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-// ---------------------------------------------------------------------------------------------
-// Build matrix
-// ---------------------------------------------------------------------------------------------
+/// The build matrix lives in the test kit (profiler-user's unit tests use it too).
+pub use gprof_testkit::matrix::{Build, Link, lld_dir, llvm_symbolizer, which};
+pub use gprof_testkit::oracle::{is_wrapper_name, name_for_print};
 
-/// How the fixture is linked (one column of the matrix).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Link {
-    /// Internal linker, static non-PIE (CGO_ENABLED=0).
-    Internal,
-    /// `-buildmode=pie`, internal linker (CGO_ENABLED=0).
-    Pie,
-    /// cgo, `-linkmode=external` through gcc + GNU ld.
-    External,
-    /// cgo, `-buildmode=pie -linkmode=external` through gcc + GNU ld.
-    PieExternal,
-    /// cgo, `-buildmode=pie -linkmode=external` through gcc + lld (`ld.lld`).
-    PieLld,
-}
-
-impl Link {
-    pub const ALL: [Link; 5] = [
-        Link::Internal,
-        Link::Pie,
-        Link::External,
-        Link::PieExternal,
-        Link::PieLld,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Link::Internal => "default",
-            Link::Pie => "pie",
-            Link::External => "ext",
-            Link::PieExternal => "pie-ext",
-            Link::PieLld => "pie-lld",
-        }
-    }
-
-    pub fn cgo(self) -> bool {
-        matches!(self, Link::External | Link::PieExternal | Link::PieLld)
-    }
-}
-
-/// One cell of the build matrix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Build {
-    pub version: String,
-    pub goarch: &'static str,
-    pub link: Link,
-    /// `-ldflags=-s -w`.
-    pub strip: bool,
-    pub trimpath: bool,
-}
-
-impl Build {
-    pub fn new(
-        version: &str,
-        goarch: &'static str,
-        link: Link,
-        strip: bool,
-        trimpath: bool,
-    ) -> Build {
-        Build {
-            version: version.to_string(),
-            goarch,
-            link,
-            strip,
-            trimpath,
-        }
-    }
-
-    /// Short column name, e.g. `pie-lld+strip+trim`.
-    pub fn mode(&self) -> String {
-        let mut s = self.link.name().to_string();
-        if self.strip {
-            s.push_str("+strip");
-        }
-        if self.trimpath {
-            s.push_str("+trim");
-        }
-        s
-    }
-
-    pub fn label(&self) -> String {
-        format!("go{} {} {}", self.version, self.goarch, self.mode())
-    }
-
-    /// The same build without `-s -w`: where the tests take symbol addresses from.
-    pub fn unstripped(&self) -> Build {
-        Build {
-            strip: false,
-            ..self.clone()
-        }
-    }
-
-    /// `go build` arguments and environment, as given to [`go::build`].
-    pub fn go_args(&self) -> (Vec<String>, Vec<(String, String)>) {
-        let mut args = Vec::new();
-        let mut ldflags: Vec<String> = Vec::new();
-        let mut env = vec![("GOARCH".to_string(), self.goarch.to_string())];
-        if self.trimpath {
-            args.push("-trimpath".to_string());
-        }
-        match self.link {
-            Link::Internal => {}
-            Link::Pie => args.push("-buildmode=pie".into()),
-            Link::External => ldflags.push("-linkmode=external".into()),
-            Link::PieExternal => {
-                args.push("-buildmode=pie".into());
-                ldflags.push("-linkmode=external".into());
-            }
-            Link::PieLld => {
-                args.push("-buildmode=pie".into());
-                ldflags.push("-linkmode=external".into());
-                // gcc -fuse-ld=lld looks for `ld.lld` in its -B prefixes: Debian installs only
-                // ld.lld-NN on PATH.
-                let dir = lld_dir().expect("ld.lld");
-                ldflags.push(format!("'-extldflags=-fuse-ld=lld -B{}/'", dir.display()));
-            }
-        }
-        if self.strip {
-            ldflags.push("-s".into());
-            ldflags.push("-w".into());
-        }
-        if !ldflags.is_empty() {
-            args.push(format!("-ldflags={}", ldflags.join(" ")));
-        }
-        env.push((
-            "CGO_ENABLED".into(),
-            if self.link.cgo() { "1" } else { "0" }.into(),
-        ));
-        (args, env)
-    }
-
-    /// Builds fixture `name` in this configuration (cached by [`go::build`]).
-    pub fn build(&self, name: &str) -> Result<PathBuf> {
-        let (args, env) = self.go_args();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        go::build(name, &self.version, &args, &env)
-            .with_context(|| format!("building {name} ({})", self.label()))
-    }
-}
-
-/// A directory holding an `ld.lld` symlink to the installed lld (`ld.lld-NN` on Debian).
-pub fn lld_dir() -> Result<PathBuf> {
-    let dir = go::target_dir().join("lld-bin");
-    let link = dir.join("ld.lld");
-    if link.exists() {
-        return Ok(dir);
-    }
-    let found = [
-        "ld.lld",
-        "ld.lld-22",
-        "ld.lld-21",
-        "ld.lld-20",
-        "ld.lld-19",
-        "ld.lld-18",
-    ]
-    .iter()
-    .find_map(|n| which(n))
-    .context("no ld.lld found: install lld")?;
-    std::fs::create_dir_all(&dir)?;
-    match std::os::unix::fs::symlink(&found, &link) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(dir)
-}
-
-/// First executable called `name` on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The first installed `llvm-symbolizer` (versioned Debian names first, newest first).
-pub fn llvm_symbolizer() -> Option<PathBuf> {
-    [
-        "llvm-symbolizer-22",
-        "llvm-symbolizer-21",
-        "llvm-symbolizer-20",
-        "llvm-symbolizer-19",
-        "llvm-symbolizer",
-    ]
-    .iter()
-    .find_map(|n| which(n))
-}
-
-/// The matrix versions that are installed; prints a loud message for every missing one.
-pub fn installed_versions(test: &str) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    for v in go::MATRIX_VERSIONS {
-        if go::goroot(v).is_some() {
-            out.push(*v);
-        } else {
-            eprintln!(
-                "\n!!!! {test}: Go {v} is NOT installed under {}: SKIPPING it (run scripts/setup.sh) !!!!\n",
-                go::roots_dir().display()
-            );
-        }
-    }
-    out
+/// The installed matrix versions; every missing one is a skip (a failure under strict mode).
+pub fn installed_versions() -> Vec<&'static str> {
+    go::installed(go::MATRIX_VERSIONS)
 }
 
 /// Runs `f` over `items` on `threads` worker threads; results keep the input order.
@@ -696,21 +497,6 @@ pub fn print_table(
         s.push('\n');
     }
     println!("{s}");
-}
-
-/// Go's `funcNameForPrint`: everything from the first `[` to the last `]` becomes `[...]`
-/// (DWARF names spell out the shapes, e.g. `main.f[go.shape.int]`).
-pub fn name_for_print(name: &str) -> String {
-    let Some(i) = name.find('[') else {
-        return name.to_string();
-    };
-    let Some(j) = name.rfind(']') else {
-        return name.to_string();
-    };
-    if j <= i {
-        return name.to_string();
-    }
-    format!("{}[...]{}", &name[..i], &name[j + 1..])
 }
 
 /// True when `a` and `b` have a `.text` section at the same address with the same size, i.e.
