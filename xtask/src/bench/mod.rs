@@ -652,6 +652,9 @@ pub fn smoke() -> Result<()> {
     let mut sections = Vec::new();
     for part in parts(Part::All) {
         if needs_root(part) && !env.is_root {
+            if gprof_testkit::strict() {
+                bail!("{part:?} needs root and {}=1", gprof_testkit::STRICT_VAR);
+            }
             eprintln!("xtask bench smoke: SKIPPED {part:?} (needs root)");
             continue;
         }
