@@ -172,7 +172,7 @@ fn test(args: Vec<String>) -> Result<()> {
             .args(&test_args),
     )?;
     // A few seconds per fuzz target: a target that no longer builds or crashes at once fails.
-    bench::fuzz::smoke(5)?;
+    bench::fuzz::smoke(bench::FUZZ_SMOKE_SECONDS)?;
     bench::smoke()?;
     // One closing line for the whole suite (cargo prints one per test binary, the last of
     // which is an empty doc-test run).

@@ -43,8 +43,9 @@ pub struct BenchArgs {
     /// File whose sections are rewritten.
     #[arg(long, global = true)]
     out: Option<PathBuf>,
-    /// Run what `cargo xtask test` runs: every part, tiny sizes, into target/bench/smoke/.
-    #[arg(long)]
+    /// Run what `cargo xtask test` runs: every part, tiny sizes, into target/bench/smoke/
+    /// (`fuzz --smoke`: each fuzz target for a few seconds).
+    #[arg(long, global = true)]
     smoke: bool,
     /// Executions per fuzz target (`fuzz` part).
     #[arg(long, global = true, default_value_t = 10_000_000)]
@@ -614,14 +615,20 @@ fn needs_root(part: Part) -> bool {
     part != Part::Symbolize
 }
 
+/// Seconds per fuzz target in `cargo xtask test`.
+pub const FUZZ_SMOKE_SECONDS: u64 = 5;
+
 pub fn main(args: BenchArgs) -> Result<()> {
-    if args.smoke {
-        return smoke();
-    }
     if args.part == Some(Part::Fuzz) {
-        // Needs neither root nor the gprof-bpf build.
+        // Needs neither root nor the gprof-bpf build. `--smoke`: what `cargo xtask test` runs.
+        if args.smoke {
+            return fuzz::smoke(FUZZ_SMOKE_SECONDS);
+        }
         let out = args.out.unwrap_or_else(|| root().join("BENCHMARKS.md"));
         return write_sections(&out, &[fuzz::bench(args.execs)?]);
+    }
+    if args.smoke {
+        return smoke();
     }
     if args.pairs < 10 {
         eprintln!(
