@@ -180,7 +180,7 @@ pub fn parse_callers(text: &str) -> Result<FixtureRun> {
 
 impl Stack {
     /// Splits the stack into its real PCs, dropping the virtual PCs that `runtime.Callers`
-    /// inserts for the outer frames of an inlined call (§4.3 of docs/gopclntab.md).
+    /// inserts for the outer frames of an inlined call.
     ///
     /// Both Go 1.19 and 1.21+ `CallersFrames` turn each `Callers` PC into exactly one frame,
     /// with `Frame.PC = raw - 1` (or `raw` when that is the entry). The frames of one real PC

@@ -1,5 +1,5 @@
-//! Table-wide check of the gopclntab reader's non-inline answers against `go tool addr2line`
-//! (docs/gopclntab.md §5): for every function entry of a large program (net/http,
+//! Table-wide check of the gopclntab reader's non-inline answers against `go tool addr2line`:
+//! for every function entry of a large program (net/http,
 //! encoding/json, go/types, crypto/tls, ...) and for one PC in the middle of every function,
 //! `gprof_bpf::addr2line::run(.., inlines = false)` must print exactly what the toolchain's own
 //! `go tool addr2line` prints: the *physical* function and the *innermost* file:line.
@@ -7,8 +7,8 @@
 //! Builds: Go 1.19, 1.24.11 and 1.27.3 (the installed subset; missing ones are skipped loudly),
 //! each internal-linked, PIE+external (GNU ld, cgo, `-trimpath`) and PIE+external (lld, cgo),
 //! all **unstripped**: `go tool addr2line` is wrong on stripped external-linked ≥1.26 binaries
-//! (§2.3, §5), so it is no oracle there. Nor on go1.19 external PIEs (GNU ld or lld): the
-//! pcHeader's textStart is 0 on disk (RELATIVE relocation, §2.3) and go1.19's debug/gosym then
+//! (its debug/gosym misreads them), so it is no oracle there. Nor on go1.19 external PIEs (GNU ld or lld): the
+//! pcHeader's textStart is 0 on disk (RELATIVE relocation) and go1.19's debug/gosym then
 //! answers `?` for every PC; go1.19 is checked internal-linked and external non-PIE (cgo,
 //! `-trimpath`) instead. Stripped builds are covered by symbolizer_matrix.rs
 //! against runtime.CallersFrames and llvm-symbolizer.

@@ -1,5 +1,4 @@
-//! Proves the gopclntab reader against Go's own runtime across the build matrix
-//! (docs/gopclntab.md §4.3, §5, §9, §10).
+//! Proves the gopclntab reader against Go's own runtime across the build matrix.
 //!
 //! * `callers_frames_matrix` (amd64): every Go version × {default, pie, ext (cgo), pie-ext
 //!   (GNU ld), pie-lld} × {unstripped, `-s -w`} × {with, without `-trimpath`}. The `callers`
