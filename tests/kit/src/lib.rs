@@ -9,6 +9,7 @@
 //!   capture, so it shows for passing tests too) and the test goes on or returns. `cargo xtask
 //!   test` counts those lines: a test that printed one is counted as skipped, not passed.
 
+pub mod callers;
 pub mod go;
 pub mod matrix;
 pub mod oracle;

@@ -142,111 +142,52 @@ fn cache_matches_uncached_real() {
     }
 }
 
-/// One fixture stack: raw PCs and the runtime's CallersFrames expansion.
-#[derive(Debug, Default)]
-struct Stack {
-    tag: String,
-    pcs: Vec<u64>,
-    frames: Vec<(u64, u64, String, String, u32, bool)>, // pc, entry, function, file, line, physical
-}
-
-fn parse_callers_output(s: &str) -> (Vec<(String, u64)>, Vec<Stack>) {
-    let mut anchors = Vec::new();
-    let mut stacks = Vec::new();
-    let hex = |v: &str| u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap();
-    for line in s.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        match f[0] {
-            "ANCHOR" => anchors.push((f[1].to_string(), hex(f[2]))),
-            "STACK" => stacks.push(Stack {
-                tag: f[1].to_string(),
-                ..Default::default()
-            }),
-            "PC" => stacks.last_mut().unwrap().pcs.push(hex(f[1])),
-            "FRAME" => stacks.last_mut().unwrap().frames.push((
-                hex(f[1]),
-                hex(f[2]),
-                f[4].to_string(),
-                f[5].to_string(),
-                f[6].parse().unwrap(),
-                f[3] == "1",
-            )),
-            _ => {}
-        }
-    }
-    (anchors, stacks)
-}
-
 /// Runs the callers fixture built with `ver`/`mode` and checks our expansion of its real PCs
-/// against its own runtime.CallersFrames output, frame for frame.
+/// against its own runtime.CallersFrames output, frame for frame. Which frames belong to which
+/// PC comes from the runtime's output alone (gprof_testkit::callers), not from the reader.
 fn check_callers(ver: &str, mode: &str) {
     let Some(exe) = build(ver, "callers", mode) else {
         return;
     };
-    let out = Command::new(&exe).output().unwrap();
-    assert!(out.status.success(), "{ver} {mode}: fixture failed");
-    let (anchors, stacks) = parse_callers_output(&String::from_utf8_lossy(&out.stdout));
+    let run = gprof_testkit::callers::run_callers(&exe).unwrap();
     let bin = std::fs::read(&exe).unwrap();
     let t = GoTable::parse(&bin[..]).unwrap_or_else(|e| panic!("{ver} {mode}: {e}"));
     // Load bias from main.anchor: link address from the unstripped twin's symtab.
     let twin = if mode == "sw" { "default" } else { mode };
     let twin_bin = std::fs::read(build(ver, "callers", twin).unwrap()).unwrap();
-    let syms = symtab(&twin_bin);
-    let (_, rt_anchor) = anchors
-        .iter()
-        .find(|a| a.0 == "main.anchor")
-        .expect("anchor");
-    let link_anchor = syms
-        .iter()
+    let link_anchor = symtab(&twin_bin)
+        .into_iter()
         .find(|s| s.0 == "main.anchor")
         .expect("main.anchor symbol")
         .1;
-    let bias = rt_anchor.wrapping_sub(link_anchor);
-    assert!(!stacks.is_empty());
+    assert_eq!(run.anchor.0, "main.anchor");
+    let bias = run.anchor.1.wrapping_sub(link_anchor);
+    assert!(!run.stacks.is_empty());
     let mut frames = Vec::new();
-    for st in &stacks {
-        let mut pos = 0;
+    for st in &run.stacks {
+        // The callee of each PC decides wrapper elision: the runtime's physical frame below it.
         let mut callee: Option<String> = None;
-        let mut i = 0;
-        while i < st.pcs.len() {
-            let pc = st.pcs[i].wrapping_sub(bias);
+        for real in st.real_pcs().unwrap() {
+            let pc = real.raw.wrapping_sub(bias);
             frames.clear();
             t.frames_with_callee(pc, PcKind::Return, callee.as_deref(), &mut frames)
                 .unwrap();
-            let start = pos;
-            let ctx = || {
-                format!(
-                    "{ver} {mode} stack {} pc#{i} {pc:#x}: ours {frames:#?}\nruntime {:#?}",
-                    st.tag,
-                    &st.frames[start.min(st.frames.len())..]
-                )
-            };
-            assert!(!frames.is_empty(), "{}", ctx());
-            for (k, fr) in frames.iter().enumerate() {
-                let Some(want) = st.frames.get(start + k) else {
-                    panic!("extra frames: {}", ctx())
-                };
-                assert_eq!(
-                    (fr.function.as_ref(), fr.file, fr.line),
-                    (want.2.as_str(), want.3.as_str(), want.4),
-                    "{}",
-                    ctx()
-                );
-                assert_eq!(fr.entry, want.1.wrapping_sub(bias), "{}", ctx());
-            }
-            pos += frames.len();
-            i += frames.len();
-            // The callee of the next (outer) PC decides wrapper elision; taken from the runtime's
-            // frames (its physical frame), not from the reader under test.
-            let last = &st.frames[pos - 1];
-            callee = last.5.then(|| last.2.clone());
+            let ours: Vec<(&str, &str, u32, u64)> = frames
+                .iter()
+                .map(|f| (f.function.as_ref(), f.file, f.line, f.entry))
+                .collect();
+            let runtime: Vec<(&str, &str, u32, u64)> = real
+                .frames
+                .iter()
+                .map(|f| {
+                    let entry = f.entry.wrapping_sub(bias);
+                    (f.function.as_str(), f.file.as_str(), f.line, entry)
+                })
+                .collect();
+            assert_eq!(ours, runtime, "{ver} {mode} stack {} pc {pc:#x}", st.tag);
+            let last = real.frames.last().unwrap();
+            callee = last.physical.then(|| last.function.clone());
         }
-        assert_eq!(
-            pos,
-            st.frames.len(),
-            "{ver} {mode} stack {}: frame count",
-            st.tag
-        );
     }
 }
 
