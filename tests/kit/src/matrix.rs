@@ -5,6 +5,9 @@ use crate::go;
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
 
+/// Environment variables for `go build`.
+pub type GoEnv = Vec<(String, String)>;
+
 /// How the fixture is linked (one column of the matrix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Link {
@@ -96,8 +99,9 @@ impl Build {
         }
     }
 
-    /// `go build` arguments and environment, as given to [`go::build`].
-    pub fn go_args(&self) -> (Vec<String>, Vec<(String, String)>) {
+    /// `go build` arguments and environment, as given to [`go::build`]; an error when a needed
+    /// linker is missing.
+    pub fn go_args(&self) -> Result<(Vec<String>, GoEnv)> {
         let mut args = Vec::new();
         let mut ldflags: Vec<String> = Vec::new();
         let mut env = vec![("GOARCH".to_string(), self.goarch.to_string())];
@@ -117,7 +121,7 @@ impl Build {
                 ldflags.push("-linkmode=external".into());
                 // gcc -fuse-ld=lld looks for `ld.lld` in its -B prefixes: Debian installs only
                 // ld.lld-NN on PATH.
-                let dir = lld_dir().expect("ld.lld");
+                let dir = lld_dir()?;
                 ldflags.push(format!("'-extldflags=-fuse-ld=lld -B{}/'", dir.display()));
             }
         }
@@ -132,12 +136,12 @@ impl Build {
             "CGO_ENABLED".into(),
             if self.link.cgo() { "1" } else { "0" }.into(),
         ));
-        (args, env)
+        Ok((args, env))
     }
 
     /// Builds fixture `name` in this configuration (cached by [`go::build`]).
     pub fn build(&self, name: &str) -> Result<PathBuf> {
-        let (args, env) = self.go_args();
+        let (args, env) = self.go_args()?;
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         go::build(name, &self.version, &args, &env)
