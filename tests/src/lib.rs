@@ -1,19 +1,8 @@
-//! Shared helpers for gprof-bpf's integration tests: Go toolchains and fixture builds, and
-//! root checks.
+//! Shared helpers for gprof-bpf's integration tests: `go tool pprof` and symbolizer oracles.
+//! The skip rule, the Go toolchains and the fixture builds come from the test kit
+//! (`tests/kit`, shared with profiler-user's unit tests and xtask) and are re-exported here.
 
-pub mod go;
 pub mod pprof;
 pub mod symcheck;
 
-/// True when the tests may load eBPF programs. Root-only tests call this first and, when it
-/// is false, print a loud skip message (CI runs as root, so there they always run).
-pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    eprintln!(
-        "\n!!!! SKIPPED {test}: needs root (CAP_BPF + CAP_PERFMON); run the suite as root !!!!\n"
-    );
-    false
-}
+pub use gprof_testkit::{go, require, require_ok, require_root, skip, strict};

@@ -48,7 +48,7 @@ fn lost(p: &Profile) -> u64 {
 
 #[test]
 fn windows_add_up_to_the_total_and_the_kernel_count() {
-    if !tests::require_root("windows_add_up_to_the_total_and_the_kernel_count") {
+    if !tests::require_root() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -183,7 +183,7 @@ fn check_churn(what: &str, p: &Profile) {
 
 #[test]
 fn short_lived_children_are_named_with_subprocesses() {
-    if !tests::require_root("short_lived_children_are_named_with_subprocesses") {
+    if !tests::require_root() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -199,7 +199,7 @@ fn short_lived_children_are_named_with_subprocesses() {
 
 #[test]
 fn short_lived_processes_are_named_with_all() {
-    if !tests::require_root("short_lived_processes_are_named_with_all") {
+    if !tests::require_root() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -325,11 +325,7 @@ fn check_version(version: &str) -> Result<usize> {
 #[test]
 fn text_reports_match_go_tool_pprof() {
     let mut ran = 0;
-    for v in VERSIONS {
-        if go::goroot(v).is_none() {
-            eprintln!("\n!!!! SKIPPED go {v}: toolchain not installed (scripts/setup.sh) !!!!\n");
-            continue;
-        }
+    for v in go::installed(VERSIONS) {
         let n = check_version(v).unwrap_or_else(|e| panic!("go {v}: {e:#}"));
         println!("go {v}: {n} reports identical to go tool pprof");
         ran += 1;
@@ -455,11 +451,7 @@ fn synthetic_profile_matches_go_tool_pprof() {
     let fixture = go::fixture_dir("pprofcpu");
     let fixture_s = path_str(&fixture).to_string();
     let mut ran = 0;
-    for v in VERSIONS {
-        if go::goroot(v).is_none() {
-            eprintln!("\n!!!! SKIPPED go {v}: toolchain not installed (scripts/setup.sh) !!!!\n");
-            continue;
-        }
+    for v in go::installed(VERSIONS) {
         let dir = go::target_dir()
             .join("report-oracle")
             .join(format!("synthetic-{v}"));

@@ -48,7 +48,7 @@ fn func_line(source: &str, function: &str) -> Option<i64> {
 
 #[test]
 fn recorded_profile_reports_match_go_tool_pprof() {
-    if !tests::require_root("recorded_profile_reports_match_go_tool_pprof") {
+    if !tests::require_root() {
         return;
     }
     let version = go::newest().expect("Go toolchain");

@@ -1,5 +1,5 @@
-//! Table-wide check of the gopclntab reader's non-inline answers against `go tool addr2line`
-//! (docs/gopclntab.md §5): for every function entry of a large program (net/http,
+//! Table-wide check of the gopclntab reader's non-inline answers against `go tool addr2line`:
+//! for every function entry of a large program (net/http,
 //! encoding/json, go/types, crypto/tls, ...) and for one PC in the middle of every function,
 //! `gprof_bpf::addr2line::run(.., inlines = false)` must print exactly what the toolchain's own
 //! `go tool addr2line` prints: the *physical* function and the *innermost* file:line.
@@ -7,8 +7,8 @@
 //! Builds: Go 1.19, 1.24.11 and 1.27.3 (the installed subset; missing ones are skipped loudly),
 //! each internal-linked, PIE+external (GNU ld, cgo, `-trimpath`) and PIE+external (lld, cgo),
 //! all **unstripped**: `go tool addr2line` is wrong on stripped external-linked ≥1.26 binaries
-//! (§2.3, §5), so it is no oracle there. Nor on go1.19 external PIEs (GNU ld or lld): the
-//! pcHeader's textStart is 0 on disk (RELATIVE relocation, §2.3) and go1.19's debug/gosym then
+//! (its debug/gosym misreads them), so it is no oracle there. Nor on go1.19 external PIEs (GNU ld or lld): the
+//! pcHeader's textStart is 0 on disk (RELATIVE relocation) and go1.19's debug/gosym then
 //! answers `?` for every PC; go1.19 is checked internal-linked and external non-PIE (cgo,
 //! `-trimpath`) instead. Stripped builds are covered by symbolizer_matrix.rs
 //! against runtime.CallersFrames and llvm-symbolizer.
@@ -16,11 +16,7 @@
 //! Normalization: an unknown file is `?` (the runtime's spelling, which the reader follows)
 //! where debug/gosym says `` (empty), and `??` (our "no answer") is compared as `?`.
 //!
-//! Principled exclusions (counted and printed, never silent):
-//! * the function at funcnametab offset 0 (the first function of the table): the runtime's
-//!   `funcName` returns "" for nameOff 0 (`runtime.FuncForPC(first).Name() == ""`, verified
-//!   on go1.19 and go1.27.3), and the reader follows the runtime, while debug/gosym prints
-//!   the name. Accepted when our name is empty and file:line are equal.
+//! The one principled exclusion (counted and printed, never silent):
 //! * PCs after the INT3 of the `go:textfipsstart`/`go:textfipsend` markers (1.24+): they have
 //!   no line table (`go tool objdump` shows `:-1`); debug/gosym reads past the end of the
 //!   empty pc-value program and prints another function's line, the runtime's pcvalue says -1.
@@ -30,8 +26,8 @@ use anyhow::{Context as _, Result, ensure};
 use gprof_bpf::symbolize::gopclntab::GoTable;
 use std::collections::BTreeMap;
 use tests::symcheck::{
-    Build, Link, Loc, Tally, build_threads, go_addr2line, installed_versions, parallel_map,
-    parse_addr2line, print_table,
+    Build, Link, Loc, Tally, build_threads, go_addr2line, parallel_map, parse_addr2line,
+    print_table,
 };
 
 const FIXTURE: &str = "big";
@@ -78,8 +74,8 @@ struct Checked {
     tally: Tally,
     funcs: usize,
     mismatches: Vec<String>,
-    /// (first function with an empty runtime name, go:textfips* markers), see the module docs.
-    excluded: (usize, usize),
+    /// PCs in go:textfips* markers, see the module docs.
+    excluded: usize,
 }
 
 fn check(b: &Build) -> Result<Checked> {
@@ -111,29 +107,19 @@ fn check(b: &Build) -> Result<Checked> {
 
     let want = go_addr2line(&b.version, &bin, &pcs)?;
     let got = ours(&bytes, &pcs)?;
-    let second_entry = table.func_entry(1)?;
     let mut tally = Tally::default();
     let mut mismatches = Vec::new();
-    let mut excluded = (0usize, 0usize);
+    let mut excluded = 0usize;
     for ((pc, w), g) in pcs.iter().zip(&want).zip(&got) {
         let (w, g) = (normalize(w), normalize(g));
         tally.compared += 1;
-        if w != g
-            && *pc < second_entry
-            && g.function.is_empty()
-            && w.file == g.file
-            && w.line == g.line
-        {
-            excluded.0 += 1;
-            continue;
-        }
         if w != g
             && w.function.starts_with("go:textfips")
             && w.function == g.function
             && g.file == "?"
             && g.line == 0
         {
-            excluded.1 += 1;
+            excluded += 1;
             continue;
         }
         if w != g {
@@ -175,12 +161,7 @@ fn normalize(l: &Loc) -> Loc {
 
 #[test]
 fn addr2line_matches_go_tool_addr2line() {
-    let installed = installed_versions("addr2line_matches_go_tool_addr2line");
-    let versions: Vec<&str> = VERSIONS
-        .iter()
-        .copied()
-        .filter(|v| installed.contains(v))
-        .collect();
+    let versions = tests::go::installed(VERSIONS);
     assert!(
         !versions.is_empty(),
         "none of {VERSIONS:?} is installed: run scripts/setup.sh"
@@ -231,14 +212,13 @@ fn addr2line_matches_go_tool_addr2line() {
         let tally = match r {
             Ok(c) => {
                 println!(
-                    "{}: {} functions, {} PCs compared (entries + midpoints), {} mismatches; excluded: {} in the \
-                     nameOff-0 function, {} in go:textfips* markers",
+                    "{}: {} functions, {} PCs compared (entries + midpoints), {} mismatches; excluded: {} in \
+                     go:textfips* markers",
                     b.label(),
                     c.funcs,
                     c.tally.compared,
                     c.tally.mismatches,
-                    c.excluded.0,
-                    c.excluded.1
+                    c.excluded
                 );
                 failures.extend(c.mismatches);
                 c.tally

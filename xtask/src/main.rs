@@ -89,19 +89,10 @@ fn unsafe_geteuid() -> u32 {
         .unwrap_or(1)
 }
 
+/// GOROOT of the newest installed Go toolchain (the test kit knows where they live).
 fn newest_go() -> Result<PathBuf> {
-    let roots = std::env::var_os("GPROF_GO_ROOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/opt/gprof-bpf/go".into());
-    for v in [
-        "1.27.3", "1.26.6", "1.25.5", "1.24.11", "1.23.9", "1.22.10", "1.21.13", "1.19",
-    ] {
-        let go = roots.join(v).join("bin/go");
-        if go.exists() {
-            return Ok(roots.join(v));
-        }
-    }
-    bail!("no Go toolchain found: run `cargo xtask setup` as root")
+    let version = gprof_testkit::go::newest()?;
+    gprof_testkit::go::goroot(&version).context("Go toolchain vanished")
 }
 
 fn demo(seconds: u64) -> Result<()> {
@@ -157,46 +148,58 @@ fn lint() -> Result<()> {
 
 fn test(args: Vec<String>) -> Result<()> {
     setup()?;
+    let strict = gprof_testkit::strict();
     if unsafe_geteuid() != 0 {
         eprintln!(
-            "\n!!!! xtask: not root: the sampler tests will SKIP (they load eBPF programs) !!!!\n"
+            "\n!!!! xtask: not root: the sampler tests will {} (they load eBPF programs) !!!!\n",
+            if strict { "FAIL" } else { "SKIP" }
         );
     }
     lint()?;
     // One test thread: the sampler tests measure CPU shares of real processes on a 2-CPU host,
-    // and running them beside fixture builds would distort those shares.
+    // and running them beside fixture builds would distort those shares. (It also keeps each
+    // test's `SKIPPED:` line between its `test NAME ...` and its result, which the count needs.)
     let (cargo_args, test_args): (Vec<String>, Vec<String>) =
         match args.iter().position(|a| a == "--") {
             Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
             None => (args, Vec::new()),
         };
-    let (passed, failed, ignored) = run_counting_tests(
+    let counts = run_counting_tests(
         cargo()
             .args(["test", "--release", "--workspace"])
             .args(&cargo_args)
             .args(["--", "--test-threads=1"])
             .args(&test_args),
     )?;
+    // A few seconds per fuzz target: a target that no longer builds or crashes at once fails.
+    bench::fuzz::smoke(bench::FUZZ_SMOKE_SECONDS)?;
     bench::smoke()?;
     // One closing line for the whole suite (cargo prints one per test binary, the last of
     // which is an empty doc-test run).
-    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    counts.print(strict);
     Ok(())
 }
 
-/// Runs `cargo test`, echoing its output, and sums its `test result:` lines.
-fn run_counting_tests(cmd: &mut Command) -> Result<(u64, u64, u64)> {
-    use std::io::BufRead as _;
-    eprintln!("xtask: {cmd:?}");
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {cmd:?}"))?;
-    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
-    let stdout = child.stdout.take().context("cargo test stdout")?;
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line?;
-        println!("{line}");
+/// The suite's outcome. cargo counts a test that skipped (returned early, see gprof_testkit)
+/// as passed; here it counts as skipped instead.
+#[derive(Default)]
+struct Counts {
+    /// Sums of cargo's `test result:` lines.
+    cargo_passed: u64,
+    failed: u64,
+    ignored: u64,
+    /// Passing tests that printed a `SKIPPED:` line (whole or in part).
+    skipped: u64,
+    /// The running test printed a `SKIPPED:` line.
+    skipping: bool,
+}
+
+impl Counts {
+    fn line(&mut self, line: &str) {
+        if line.starts_with(gprof_testkit::SKIPPED_PREFIX) {
+            self.skipping = true;
+            return;
+        }
         if let Some(rest) = line.strip_prefix("test result: ") {
             for part in rest.split(['.', ';']) {
                 let mut words = part.split_whitespace();
@@ -204,21 +207,72 @@ fn run_counting_tests(cmd: &mut Command) -> Result<(u64, u64, u64)> {
                     && let Ok(n) = n.parse::<u64>()
                 {
                     match what {
-                        "passed" => passed += n,
-                        "failed" => failed += n,
-                        "ignored" => ignored += n,
+                        "passed" => self.cargo_passed += n,
+                        "failed" => self.failed += n,
+                        "ignored" => self.ignored += n,
                         _ => {}
                     }
                 }
             }
+            return;
         }
+        // A test's result: `test NAME ... ok`, or `ok` alone after a SKIPPED line.
+        let result = match line.strip_prefix("test ") {
+            Some(rest) => rest.rsplit_once(" ... ").map(|(_, r)| r.trim()),
+            None => Some(line.trim()),
+        };
+        match result {
+            Some("ok") => {
+                self.skipped += u64::from(self.skipping);
+                self.skipping = false;
+            }
+            Some(r) if r == "FAILED" || r.starts_with("ignored") => self.skipping = false,
+            _ => {}
+        }
+    }
+
+    fn print(&self, strict: bool) {
+        let passed = self.cargo_passed.saturating_sub(self.skipped);
+        println!(
+            "tests: {passed} passed, {} failed, {} skipped",
+            self.failed,
+            self.skipped + self.ignored
+        );
+        if self.skipped + self.ignored > 0 {
+            println!(
+                "tests: skipped = {} that could not run here (SKIPPED lines above; {}=1 fails them) + {} #[ignore]d",
+                self.skipped,
+                gprof_testkit::STRICT_VAR,
+                self.ignored
+            );
+        }
+        if strict {
+            println!("tests: strict mode ({}=1)", gprof_testkit::STRICT_VAR);
+        }
+    }
+}
+
+/// Runs `cargo test`, echoing its output, and counts its results.
+fn run_counting_tests(cmd: &mut Command) -> Result<Counts> {
+    use std::io::BufRead as _;
+    eprintln!("xtask: {cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let mut counts = Counts::default();
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        counts.line(&line);
     }
     let status = child.wait()?;
     if !status.success() {
-        println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+        counts.print(gprof_testkit::strict());
         bail!("{cmd:?} failed: {status}");
     }
-    Ok((passed, failed, ignored))
+    Ok(counts)
 }
 
 fn main() -> Result<()> {
@@ -228,5 +282,40 @@ fn main() -> Result<()> {
         Task::Test { args } => test(args),
         Task::Lint => lint(),
         Task::Bench(args) => bench::main(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counts;
+
+    #[test]
+    fn a_skipped_test_is_not_counted_as_passed() {
+        let out = "\
+running 4 tests
+test a ... ok
+test b ... 
+SKIPPED: b: needs root
+ok
+test c ... 
+SKIPPED: c: Go 1.19 is not installed
+SKIPPED: c: Go 1.21.13 is not installed
+ok
+test d ... ignored
+test e ... 
+SKIPPED: e: no llvm-symbolizer
+FAILED
+test f ... ok
+
+test result: FAILED. 4 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s
+";
+        let mut c = Counts::default();
+        for l in out.lines() {
+            c.line(l);
+        }
+        assert_eq!(
+            (c.cargo_passed - c.skipped, c.failed, c.skipped, c.ignored),
+            (2, 1, 2, 1)
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! `llvm-symbolizer-22 --inlining` (DWARF) and `go tool addr2line`, never this reader.
 
 use super::super::*;
-use super::real::build;
+use gprof_testkit::go;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -36,12 +36,10 @@ fn llvm_frames(exe: &Path, pcs: &[u64]) -> Option<Vec<Vec<(String, String, u32)>
 
 /// `go tool addr2line`: (physical function, innermost file:line) per PC.
 fn go_addr2line(ver: &str, exe: &Path, pcs: &[u64]) -> Vec<(String, String)> {
-    let root = Path::new("/opt/gprof-bpf/go").join(ver);
     let input: String = pcs.iter().map(|p| format!("{p:#x}\n")).collect();
     let out = run_with_stdin(
-        Command::new(root.join("bin/go"))
-            .env("GOROOT", &root)
-            .env("GOTOOLCHAIN", "local")
+        go::go_command(ver)
+            .expect("toolchain found above")
             .args(["tool", "addr2line"])
             .arg(exe),
         &input,
@@ -85,16 +83,18 @@ fn init_pcs(bin: &[u8]) -> Vec<u64> {
 fn static_init_records_without_parent_pc() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/bigprogs/staticinit");
     let mut checked = 0;
-    for ver in ["1.21.13", "1.24.11", "1.27.3"] {
-        let Some(exe) = build(ver, &src, "staticinit", "default") else {
-            eprintln!("skip: Go {ver} not installed");
+    for ver in go::installed(&["1.21.13", "1.24.11", "1.27.3"]) {
+        let Some(exe) = gprof_testkit::require_ok(
+            go::build_dir(&src, "staticinit", ver, &[], &[]),
+            &format!("building staticinit with Go {ver}"),
+        ) else {
             continue;
         };
         let bin = std::fs::read(&exe).unwrap();
         let t = GoTable::parse(&bin[..]).unwrap();
         let pcs = init_pcs(&bin);
         let Some(want) = llvm_frames(&exe, &pcs) else {
-            eprintln!("skip: llvm-symbolizer-22 not installed");
+            gprof_testkit::skip("llvm-symbolizer-22 is not installed");
             return;
         };
         let go = go_addr2line(ver, &exe, &pcs);

@@ -1,4 +1,5 @@
-//! Go toolchains (installed by scripts/setup.sh) and cached builds of the fixture programs in
+//! Go toolchains (installed by scripts/setup.sh under `$GPROF_GO_ROOTS`, default
+//! /opt/gprof-bpf/go: the one place that knows) and cached builds of the fixture programs in
 //! `tests/fixtures/go/`.
 
 use anyhow::{Context as _, Result, bail};
@@ -33,10 +34,27 @@ pub fn newest() -> Result<String> {
         .context("no Go toolchain installed: run scripts/setup.sh")
 }
 
+/// The installed subset of `versions`; every missing one is a [`crate::skip`] (a failure under
+/// strict mode).
+pub fn installed<'a>(versions: &[&'a str]) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    for v in versions {
+        if goroot(v).is_some() {
+            out.push(*v);
+        } else {
+            crate::skip(format!(
+                "Go {v} is not installed under {} (run scripts/setup.sh)",
+                roots_dir().display()
+            ));
+        }
+    }
+    out
+}
+
 /// Path of the repository's `tests/fixtures/go/<name>` directory.
 pub fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/go")
+        .join("../fixtures/go")
         .join(name)
 }
 
@@ -69,14 +87,24 @@ pub fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
 }
 
 /// Builds fixture `name` with Go `version` and extra `go build` arguments (e.g.
 /// `["-trimpath", "-buildmode=pie"]`), plus extra environment (e.g. `CGO_ENABLED=1`).
 /// Builds are cached by their parameters and rebuilt when a source file is newer.
 pub fn build(name: &str, version: &str, args: &[&str], env: &[(&str, &str)]) -> Result<PathBuf> {
-    let src = fixture_dir(name);
+    build_dir(&fixture_dir(name), name, version, args, env)
+}
+
+/// [`build`] for a Go main package in any directory `src`, cached under the name `name`.
+pub fn build_dir(
+    src: &Path,
+    name: &str,
+    version: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<PathBuf> {
     let mut tag = format!("{name}-{version}");
     let env_words = env.iter().map(|(k, v)| format!("{k}={v}"));
     for a in args.iter().map(|a| a.to_string()).chain(env_words) {
@@ -92,7 +120,7 @@ pub fn build(name: &str, version: &str, args: &[&str], env: &[(&str, &str)]) -> 
     let out_dir = target_dir().join("go-fixtures");
     std::fs::create_dir_all(&out_dir)?;
     let out = out_dir.join(tag);
-    let newest_src = newest_mtime(&src)?;
+    let newest_src = newest_mtime(src)?;
     if std::fs::metadata(&out)
         .and_then(|m| m.modified())
         .is_ok_and(|t| t >= newest_src)
@@ -100,7 +128,7 @@ pub fn build(name: &str, version: &str, args: &[&str], env: &[(&str, &str)]) -> 
         return Ok(out);
     }
     let mut cmd = go_command(version)?;
-    cmd.current_dir(&src)
+    cmd.current_dir(src)
         .arg("build")
         .arg("-o")
         .arg(&out)
