@@ -14,17 +14,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use gprof_bpf::profile::{LabelValue, Profile};
-use gprof_bpf::record::{self, RecordOptions};
+use gprof_bpf::record::RecordOptions;
 
 /// The tests share the CPUs with each other's targets.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn record(opts: RecordOptions) -> Profile {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(record::run(opts, true)).expect("recording")
+    tests::record(opts)
 }
 
 fn fixture(name: &str) -> PathBuf {

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gprof_bpf::profile::{LabelValue, Profile};
-use gprof_bpf::record::{self, RecordOptions};
+use gprof_bpf::record::RecordOptions;
 use object::{Object as _, ObjectSegment as _, ObjectSymbol as _};
 
 /// The tests share the CPUs; running two at once would distort the shares they measure.
@@ -50,11 +50,7 @@ fn start(bin: &Path, mode: &str, seconds: f64) -> Target {
 }
 
 fn record(opts: RecordOptions) -> Profile {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(record::run(opts, true)).expect("recording")
+    tests::record(opts)
 }
 
 fn options(pids: Vec<u32>, seconds: f64) -> RecordOptions {
@@ -506,7 +502,10 @@ fn bad_pid_is_a_clear_error() {
         .build()
         .unwrap();
     let err = rt
-        .block_on(record::run(options(vec![999_999_999], 1.0), true))
+        .block_on(gprof_bpf::record::run(
+            options(vec![999_999_999], 1.0),
+            true,
+        ))
         .unwrap_err();
     assert!(
         format!("{err:#}").contains("no process with pid 999999999"),

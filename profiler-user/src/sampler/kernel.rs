@@ -194,6 +194,22 @@ fn setup_err(what: &str) -> impl FnOnce(String) -> SamplerError + '_ {
     move |e| SamplerError::Setup(format!("{what}: {e}"))
 }
 
+/// Loads program `name` and attaches it to the raw tracepoint `tp`.
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &str, tp: &str) -> Result<(), SamplerError> {
+    let program: &mut RawTracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| SamplerError::Setup(format!("program {name} missing")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| setup_err(name)(e.to_string()))?;
+    program
+        .load()
+        .map_err(|e| SamplerError::Setup(format!("loading {name}: {e}")))?;
+    program
+        .attach(tp)
+        .map_err(|e| SamplerError::Setup(format!("attaching {name} to {tp}: {e}")))?;
+    Ok(())
+}
+
 /// The period in nanoseconds of a rate.
 pub fn period_ns(frequency_hz: u64) -> u64 {
     1_000_000_000 / frequency_hz.max(1)
@@ -250,24 +266,8 @@ impl Kernel {
                 .map_err(|e| setup_err("control map")(e.to_string()))?;
         }
 
-        let exec: &mut RawTracePoint = ebpf
-            .program_mut("on_exec")
-            .ok_or_else(|| SamplerError::Setup("program on_exec missing".into()))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| setup_err("on_exec")(e.to_string()))?;
-        exec.load()
-            .map_err(|e| setup_err("loading on_exec")(e.to_string()))?;
-        exec.attach("sched_process_exec")
-            .map_err(|e| setup_err("attaching on_exec to sched_process_exec")(e.to_string()))?;
-        let exit: &mut RawTracePoint = ebpf
-            .program_mut("on_exit")
-            .ok_or_else(|| SamplerError::Setup("program on_exit missing".into()))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| setup_err("on_exit")(e.to_string()))?;
-        exit.load()
-            .map_err(|e| setup_err("loading on_exit")(e.to_string()))?;
-        exit.attach("sched_process_exit")
-            .map_err(|e| setup_err("attaching on_exit to sched_process_exit")(e.to_string()))?;
+        attach_raw_tracepoint(&mut ebpf, "on_exec", "sched_process_exec")?;
+        attach_raw_tracepoint(&mut ebpf, "on_exit", "sched_process_exit")?;
         if opts.follow_children {
             // The fork record's child pid needs the tracepoint's own format (a raw tracepoint
             // would hand us task_struct pointers and need BTF offsets).
