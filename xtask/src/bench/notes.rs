@@ -17,9 +17,11 @@ each frame record (`[bp]`, `[bp+8]`) in one `bpf_probe_read_user` (was two), and
 (the kernel's perf_callchain_user, tried in between) is gone: A/B with this section's harness, \
 35 frames 2.57 → 1.79 µs, 133 frames 16.9 → 4.3 µs (`bpf_get_stack` stops at 127 frames, after which \
 the stack was walked again). Maps are preallocated (no allocation per new key) and stacks of ≤ 32 \
-frames are stored in 264-byte values instead of 1.5 KiB. What remains in reach: keying the stack map \
-without the leaf PC (most samples would then hit an existing stack), and not reading \
-`[SP]`/`[SP+8]` into the count key (each distinct word makes a new count entry).\n\n\
+frames are stored in 264-byte values instead of 1.5 KiB. Since (kernel ABI v2) the \
+count key no longer holds the tid nor, once userspace has sent the IP's frame-0 rule, the \
+`[SP]`/`[SP+8]` words; the adds are atomic. These cut the count entries (hot loop: 0.145 entries per \
+sample, all inherent), not the walk, which is what the 1 µs goal still waits for (next: measure \
+the walk's per-frame read against a bounded `bpf_probe_read_user` of the whole stack window).\n\n\
 **Agent `--all` peak RSS (118–140 MiB beside a `cargo build`, was 488 MiB; 23 MiB for `--pid`) — \
 still missed.** The peak is at the end of the recording, when every sampled library is symbolized; \
 during sampling the RSS stays ~18 MiB. Fixed: the Go readers ran their fallback scans (every page \
@@ -29,8 +31,11 @@ of every non-executable segment, twice the symbol table) on *non-Go* libraries s
 paging in the whole string table) — now only the symbol entries are indexed and a name is read when \
 it is looked up; `/proc/kallsyms` is kept as one text with offsets. What remains is mostly file-backed \
 pages of the large C++ libraries' symbol tables and the DWARF of binaries built with debug info \
-(copied into memory when a non-Go frame falls in them); dropping DWARF for files that have symbols, \
-or reading DWARF in place from the mapping, are the next steps.\n\n\
+(copied into memory when a non-Go frame falls in them). Since: DWARF is read in place from the \
+mapping, files with more than 16 MiB of it are named from ELF symbols (`--all` met the agent's own \
+38 MiB-DWARF debug build: 12 MiB of heap in abbreviations alone), and windowed runs give freed \
+heap back with `malloc_trim`; the soak section measures the result. Files are still mapped while \
+referenced (the next step: pread what is needed into a byte-budgeted cache).\n\n\
 **Report latency after `--duration` (`--pid` 281 ms, `--all` 421 ms, was 501/705 ms; goal ≤ 300 \
 ms).** Fixed: `/proc/kallsyms` was read after the duration (now on a thread from the first kernel \
 frame on); the sched tracepoints were perf-event tracepoints whose close waits for RCU grace periods \
@@ -44,8 +49,9 @@ workload's own CPU time grows less under gprof-bpf than under perf (+1.7 % vs +2
 cost per sample is now below perf's), but its wall time grows more (+4.6 % vs +2.2 %): the agent's \
 user-space drain competes for the 2 CPUs. At 999 Hz nearly every sample is a new count key (the \
 `[SP]`/`[SP+8]` words are part of it), and draining costs two map syscalls per key per second. \
-Next: batch lookup-and-delete (`BPF_MAP_LOOKUP_AND_DELETE_BATCH`, not in aya 0.14), and keeping \
-`[SP]` words out of the key. At 99 Hz the 10 pairs do not resolve 0.3 % on this shared machine \
+Since: the drain is one `BPF_MAP_LOOKUP_AND_DELETE_BATCH` call per 4,096 entries (raw bpf(2); \
+per-key fallback) and the `[SP]` words are out of the key after the first sample at an IP; the 999 Hz \
+row has not been re-measured since. At 99 Hz the 10 pairs do not resolve 0.3 % on this shared machine \
 (IQR straddles it); the workload-CPU column (−0.1 %) is the sharper measure.\n\n\
 **Symbolizer throughput (goal 20× `go tool addr2line`) — missed.** `profiler-user/src/symbolize/\
 gopclntab/`: each lookup used to decode the function's pcfile and pcln varint tables linearly from \
