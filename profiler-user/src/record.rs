@@ -157,13 +157,16 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
     }
     let mut child = None;
     if !opts.command.is_empty() {
+        let registry = &mut pipeline.registry;
         let (pid, handle) = spawn_held(&opts.command, |pid| {
+            // Read while the child is held: its image before the exec is ours (a fork of this
+            // process), and it has samples too (it waits in read(2) until released).
+            registry.snapshot(pid, 0);
             sampler
                 .control()
                 .add_target(pid, opts.subprocesses)
                 .context("adding a pid to the filter")
         })?;
-        pipeline.registry.snapshot(pid, 0);
         pids.push(pid);
         child = Some((pid, handle));
     }
@@ -257,6 +260,10 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
     lost.push((
         "user stacks truncated at 192 frames".into(),
         stats[Stat::TruncatedStacks as usize],
+    ));
+    lost.push((
+        "user stacks cut at a caller outside any code mapping".into(),
+        pipeline.cut_at_non_code(),
     ));
     lost.push((
         "user stack walks ended by a read fault".into(),

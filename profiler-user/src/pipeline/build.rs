@@ -144,7 +144,11 @@ pub fn profile(
                 value: LabelValue::Num(i64::from(target.tid)),
             });
         }
-        if let Some(comm) = window.targets.get(&target.pid).and_then(|t| t.comm.clone()) {
+        if let Some(comm) = window
+            .targets
+            .get(&(target.pid, target.generation))
+            .and_then(|t| t.comm.clone())
+        {
             labels.push(Label {
                 key: "process".into(),
                 value: LabelValue::Str(comm),

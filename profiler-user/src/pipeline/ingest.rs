@@ -26,6 +26,8 @@ pub struct Ingest {
     known_rules: HashSet<Frame0Key>,
     /// Rules found in this batch, for the kernel.
     pub new_rules: Vec<(Frame0Key, Frame0Rule)>,
+    /// Samples whose stack was cut at a return address outside every executable mapping.
+    pub cut_at_non_code: u64,
 }
 
 impl Ingest {
@@ -92,7 +94,14 @@ impl Ingest {
                     flags & KEY_FLAG_BP_IS_SP != 0,
                     &mut self.repair,
                 );
-                for f in completed {
+                for (i, f) in completed.into_iter().enumerate() {
+                    // A caller outside every executable mapping is not a return address: the
+                    // walk went through code without frame pointers and read stack data. The
+                    // stack ends there (as far as it is known) instead of naming garbage.
+                    if i > 0 && snapshot.is_some_and(|s| !s.is_executable(f.pc)) {
+                        self.cut_at_non_code += value.count;
+                        break;
+                    }
                     let resolved = snapshot.and_then(|s| s.resolve(f.pc));
                     let fref = match resolved {
                         Some(r) => {
@@ -131,18 +140,25 @@ impl Ingest {
             let stack = stacks.intern(frames);
             let target = SampleTarget {
                 pid: tgid,
+                generation,
                 tid,
                 goid,
                 label_set,
                 kind: (flags >> EVENT_KIND_SHIFT) as u8,
             };
-            window.targets.entry(tgid).or_insert_with(|| TargetMeta {
-                process: registry.id(tgid),
-                comm: registry
-                    .info(tgid)
-                    .map(|i| i.comm.clone())
-                    .filter(|c| !c.is_empty()),
-            });
+            if let std::collections::hash_map::Entry::Vacant(e) =
+                window.targets.entry((tgid, generation))
+            {
+                let comm = registry
+                    .image(tgid, generation)
+                    .map(|s| s.comm.clone())
+                    .or_else(|| registry.info(tgid).map(|i| i.comm.clone()))
+                    .filter(|c| !c.is_empty());
+                e.insert(TargetMeta {
+                    process: registry.id(tgid),
+                    comm,
+                });
+            }
             window.add(
                 target,
                 stack,

@@ -285,6 +285,11 @@ impl Pipeline {
         p
     }
 
+    /// Samples whose user stack ended at a caller outside every executable mapping.
+    pub fn cut_at_non_code(&self) -> u64 {
+        self.ingest.cut_at_non_code
+    }
+
     pub fn repair_stats(&self) -> crate::unwind::RepairStats {
         self.ingest.repair
     }

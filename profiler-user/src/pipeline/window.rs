@@ -14,6 +14,8 @@ use crate::process::{ObjectFile, ObjectId};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SampleTarget {
     pub pid: u32,
+    /// The exec generation: which image of the process (its comm may differ per image).
+    pub generation: u32,
     /// 0 unless `--threads`.
     pub tid: u32,
     /// 0 unless goroutine ids are collected.
@@ -42,7 +44,8 @@ impl Counts {
 #[derive(Clone, Debug)]
 pub struct TargetMeta {
     pub process: Option<ProcessId>,
-    /// None when the process could not be read.
+    /// The comm of this image (a child before its exec has its parent's); None when the
+    /// image could not be read.
     pub comm: Option<String>,
 }
 
@@ -53,7 +56,8 @@ pub struct Window {
     pub start: SystemTime,
     pub duration: Duration,
     pub counts: HashMap<(SampleTarget, StackId), Counts>,
-    pub targets: HashMap<u32, TargetMeta>,
+    /// By (pid, exec generation).
+    pub targets: HashMap<(u32, u32), TargetMeta>,
     /// Every file a frame of this window points into, kept open until it is symbolized.
     pub objects: HashMap<ObjectId, Arc<ObjectFile>>,
     /// Samples (and their weight) in this window.
@@ -89,8 +93,8 @@ impl Window {
         for (&k, &c) in &other.counts {
             self.counts.entry(k).or_default().add(c);
         }
-        for (&pid, meta) in &other.targets {
-            self.targets.entry(pid).or_insert_with(|| meta.clone());
+        for (&image, meta) in &other.targets {
+            self.targets.entry(image).or_insert_with(|| meta.clone());
         }
         for (&id, o) in &other.objects {
             self.objects.entry(id).or_insert_with(|| o.clone());

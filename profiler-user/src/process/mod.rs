@@ -45,6 +45,34 @@ impl SharedBytes {
             unsafe { Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
         Ok(SharedBytes(Arc::new(map)))
     }
+
+    /// A private read-only copy of `bytes` (for images that are not files: the vDSO).
+    pub fn copy_of(bytes: &[u8]) -> Result<Self> {
+        let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1)).context("anonymous map")?;
+        map[..bytes.len()].copy_from_slice(bytes);
+        Ok(SharedBytes(Arc::new(
+            map.make_read_only().context("read-only map")?,
+        )))
+    }
+}
+
+/// The kernel's vDSO as this process maps it: every process on the host maps the same image
+/// (the same kernel), so ours names theirs (`__vdso_clock_gettime`, which Go's nanotime calls).
+fn own_vdso() -> Option<ObjectFile> {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    let base = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) };
+    if base == 0 {
+        return None;
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let entry = maps::parse(&maps)
+        .ok()?
+        .into_iter()
+        .find(|e| e.path == "[vdso]" && e.start == base)?;
+    let len = usize::try_from(entry.end - entry.start).ok()?;
+    // SAFETY: [start, end) is our own vDSO mapping, readable for the life of the process.
+    let bytes = unsafe { std::slice::from_raw_parts(base as *const u8, len) };
+    ObjectFile::from_data("[vdso]".into(), SharedBytes::copy_of(bytes).ok()?).ok()
 }
 
 /// A PT_LOAD segment: file range → link-time address.
@@ -101,7 +129,10 @@ pub struct ObjectFile {
 
 impl ObjectFile {
     pub fn open(path: String, file: &Path) -> Result<Self> {
-        let data = SharedBytes::open(file)?;
+        Self::from_data(path, SharedBytes::open(file)?)
+    }
+
+    pub fn from_data(path: String, data: SharedBytes) -> Result<Self> {
         let elf = object::File::parse(data.as_ref())
             .with_context(|| format!("{path}: not an ELF file"))?;
         let segments = elf
@@ -205,6 +236,8 @@ fn may_be_go(elf: &object::File<'_>) -> bool {
 pub struct ObjectCache {
     by_inode: HashMap<(u32, u32, u64), Arc<ObjectFile>>,
     failed: HashMap<(u32, u32, u64), String>,
+    /// Our own copy of the vDSO (read on first use; None if it could not be read).
+    vdso: Option<Option<Arc<ObjectFile>>>,
     pub opened: u64,
     pub hits: u64,
     pub evicted: u64,
@@ -214,6 +247,13 @@ pub struct ObjectCache {
 const MAX_FAILED: usize = 4096;
 
 impl ObjectCache {
+    /// The vDSO image, shared by every process.
+    fn vdso(&mut self) -> Option<Arc<ObjectFile>> {
+        self.vdso
+            .get_or_insert_with(|| own_vdso().map(Arc::new))
+            .clone()
+    }
+
     /// Closes the files that only the cache still references.
     pub fn evict_unused(&mut self) {
         let before = self.by_inode.len();
@@ -322,6 +362,8 @@ impl ProcessSnapshot {
                         None
                     }
                 }
+            } else if entry.path == "[vdso]" {
+                cache.vdso()
             } else {
                 None
             };
@@ -335,6 +377,13 @@ impl ProcessSnapshot {
             mappings,
             errors,
         })
+    }
+
+    /// Whether `addr` is in an executable mapping (file-backed or not): a return address
+    /// anywhere else is not one (a frame-pointer walk through code without frame pointers).
+    pub fn is_executable(&self, addr: u64) -> bool {
+        let i = self.mappings.partition_point(|m| m.entry.start <= addr);
+        i > 0 && addr < self.mappings[i - 1].entry.end
     }
 
     pub fn resolve(&self, addr: u64) -> Option<Resolved<'_>> {
