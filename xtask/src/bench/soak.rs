@@ -181,12 +181,13 @@ pub fn run(env: &Env) -> Result<Section> {
     let peak = points.iter().map(|p| p.rss_mib).fold(0.0, f64::max);
     let max_fds = points.iter().map(|p| p.fds).max().unwrap_or(0);
     let last_fds = points.last().map(|p| p.fds).unwrap_or(0);
-    let svg_name = if env.params.smoke {
-        "soak-rss-smoke.svg"
+    // A smoke run writes under target/ (beside its BENCHMARKS.md), never into the tree.
+    let svg_name = "soak-rss.svg";
+    let svg_path = if env.params.smoke {
+        env.bin.join(svg_name)
     } else {
-        "soak-rss.svg"
+        env.root.join("bench").join(svg_name)
     };
-    let svg_path = env.root.join("bench").join(svg_name);
     svg(&points, &svg_path)?;
     let flat = ratio <= 1.1;
     let mut md = String::new();
