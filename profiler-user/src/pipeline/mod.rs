@@ -72,7 +72,7 @@ pub struct PipelineStats {
     /// Count-map entries drained (entries per sample tells how well the kernel aggregated).
     pub entries: u64,
     /// What the entries would have been without the frame-0 words in the key: the part of
-    /// the cardinality that is inherent (distinct PCs and stacks).
+    /// the cardinality that is inherent (distinct PCs and stacks). Counted with GPROF_BPF_DEBUG.
     pub entries_without_frame0: u64,
     pub kernel_stats: [u64; STAT_SLOTS as usize],
     pub symbols: CacheStats,
@@ -145,15 +145,18 @@ impl Pipeline {
                     self.registry.begin_batch(batch.seq);
                     self.stats.batches += 1;
                     self.stats.entries += batch.counts.len() as u64;
-                    let distinct: std::collections::HashSet<_> = batch
-                        .counts
-                        .iter()
-                        .map(|(k, _)| profiler_ebpf::SampleKey {
-                            frame0: [0; 2],
-                            ..*k
-                        })
-                        .collect();
-                    self.stats.entries_without_frame0 += distinct.len() as u64;
+                    if self.debug {
+                        // A diagnostic for the benchmarks, not work for every batch.
+                        let distinct: std::collections::HashSet<_> = batch
+                            .counts
+                            .iter()
+                            .map(|(k, _)| profiler_ebpf::SampleKey {
+                                frame0: [0; 2],
+                                ..*k
+                            })
+                            .collect();
+                        self.stats.entries_without_frame0 += distinct.len() as u64;
+                    }
                     self.stats.samples += batch.counts.iter().map(|(_, v)| v.count).sum::<u64>();
                     self.stats.kernel_stats = batch.kernel_stats;
                     self.ingest.batch(
