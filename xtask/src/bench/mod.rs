@@ -271,10 +271,21 @@ pub struct Agent {
 impl Agent {
     /// Starts `program args`, stdout to `stdout_path`, stderr captured.
     pub fn spawn(program: &Path, args: &[String], stdout_path: &Path) -> Result<Agent> {
+        Agent::spawn_env(program, args, stdout_path, &[])
+    }
+
+    /// [`Agent::spawn`] with extra environment variables.
+    pub fn spawn_env(
+        program: &Path,
+        args: &[String],
+        stdout_path: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Agent> {
         let out = std::fs::File::create(stdout_path)?;
         let started = Instant::now();
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(Stdio::piped())
