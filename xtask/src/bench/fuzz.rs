@@ -123,6 +123,9 @@ pub fn smoke(seconds: u64) -> Result<()> {
     Ok(())
 }
 
+/// Seconds one input may run before libFuzzer calls it a timeout.
+const TIMEOUT_SECONDS: u64 = 10;
+
 /// `cargo xtask bench fuzz`: every target for `execs` executions; the BENCHMARKS.md section.
 pub fn bench(execs: u64) -> Result<Section> {
     run(cargo_fuzz().args(["build", "--sanitizer", "none"]))?;
@@ -130,22 +133,36 @@ pub fn bench(execs: u64) -> Result<Section> {
     let mut total = 0u64;
     let targets = targets()?;
     for t in &targets {
-        let (runs, secs) = fuzz(t, &[format!("-runs={execs}")])?;
+        // A run that takes longer than TIMEOUT_SECONDS is a timeout, which libFuzzer reports
+        // like a crash (non-zero exit, the input saved): the bench then fails.
+        let (runs, secs) = fuzz(
+            t,
+            &[
+                format!("-runs={execs}"),
+                format!("-timeout={TIMEOUT_SECONDS}"),
+            ],
+        )?;
         if runs < execs {
             bail!("{t}: libFuzzer reported {runs} executions, asked for {execs}");
         }
         total += runs;
+        let corpus = std::fs::read_dir(root().join("target/fuzz-corpus").join(t))
+            .map(|d| d.count())
+            .unwrap_or(0);
         rows.push_str(&format!(
-            "| `{t}` | {runs} | {secs:.1} s | {:.0} |\n",
+            "| `{t}` | {runs} | 0 | 0 | {corpus} | {secs:.1} s | {:.0} |\n",
             runs as f64 / secs.max(1e-9)
         ));
     }
     let markdown = format!(
         "## 7. Fuzzing\n\n\
-         Each target of `fuzz/` ran for {execs} executions without a crash \
-         (`cargo fuzz run --sanitizer none TARGET target/fuzz-corpus/TARGET -- -runs={execs}`; \
-         overflow checks on). Reproduce: `cargo xtask bench fuzz --execs {execs}`.\n\n\
-         | target | executions | wall time (with startup) | executions/s |\n|---|---|---|---|\n{rows}\n{}",
+         Each target of `fuzz/` ran for {execs} executions without a crash or a timeout \
+         (`cargo fuzz run --sanitizer none TARGET target/fuzz-corpus/TARGET -- -runs={execs} \
+         -timeout={TIMEOUT_SECONDS}`; overflow checks and debug assertions on; a crash or an input that \
+         runs longer than {TIMEOUT_SECONDS} s fails the bench). The corpus is what libFuzzer kept in \
+         `target/fuzz-corpus/TARGET` (the gopclntab target also starts from the checked-in `fuzz/seeds`). \
+         Reproduce: `cargo xtask bench fuzz --execs {execs}`.\n\n\
+         | target | executions | crashes | timeouts | corpus (inputs) | wall time (with startup) | executions/s |\n|---|---|---|---|---|---|---|\n{rows}\n{}",
         summary_row(
             "fuzzing, executions without a crash",
             &format!("{total} over {} targets", targets.len()),
