@@ -57,16 +57,24 @@ pub fn run(
         return Ok(());
     }
     let next = AtomicUsize::new(0);
+    // Written buffers go back to the workers: fresh megabyte buffers would each be mapped
+    // and page-faulted anew (a measurable part of the run for ~50 MB of output).
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    let free_rx = std::sync::Mutex::new(free_rx);
     std::thread::scope(|s| -> anyhow::Result<()> {
         let (tx, rx) = mpsc::channel::<(usize, Vec<u8>, anyhow::Result<()>)>();
         for _ in 0..threads {
             let tx = tx.clone();
-            let (next, table, text, chunks) = (&next, &table, &text, &chunks);
+            let (next, table, text, chunks, free_rx) = (&next, &table, &text, &chunks, &free_rx);
             s.spawn(move || {
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(a, b)) = chunks.get(k) else { break };
-                    let mut buf = Vec::with_capacity((b - a) * 24);
+                    let recycled = free_rx.lock().ok().and_then(|r| r.try_recv().ok());
+                    let mut buf = recycled.unwrap_or_default();
+                    buf.clear();
+                    // About 24 bytes of output per input byte (long file paths).
+                    buf.reserve((b - a) * 24);
                     let res = symbolize_chunk(table, &text[a..b], inlines, &mut buf);
                     if tx.send((k, buf, res)).is_err() {
                         break;
@@ -85,6 +93,8 @@ pub fn run(
                 while let Some((buf, res)) = pending.get_mut(turn).and_then(Option::take) {
                     out.write_all(&buf)?;
                     res?;
+                    // The workers may all be done: then the buffer is dropped here.
+                    let _ = free_tx.send(buf);
                     turn += 1;
                 }
             }
