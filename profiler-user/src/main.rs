@@ -221,6 +221,27 @@ fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Maps a regular file of at most `limit` bytes read-only (`addr2line` is a one-shot run over
+/// one binary: mapping saves reading the whole file, of which only the pclntab is touched).
+fn map_regular_file(path: &Path, limit: u64) -> Result<memmap2::Mmap> {
+    let shown = path.display();
+    let file = std::fs::File::open(path).with_context(|| format!("reading {shown}"))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {shown}"))?;
+    if !meta.is_file() {
+        bail!("{shown}: not a regular file");
+    }
+    if meta.len() > limit {
+        bail!("{shown}: larger than the {} MiB limit", limit >> 20);
+    }
+    // SAFETY: the mapping is read-only and private, and nothing in this process writes the
+    // file. Another process truncating or rewriting the binary while this one-shot command
+    // runs would change or fault the bytes under us; that is the contract of every mmap-based
+    // binary tool (objdump, addr2line), which we accept for this command only.
+    unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {shown}"))
+}
+
 fn text_options(o: &OutputArgs) -> Result<TextOptions> {
     let list = match o.list.as_deref() {
         // The regex crate explains a syntax error over several lines (pattern, caret, cause):
@@ -392,16 +413,12 @@ fn main() {
             emit(&profile, &args.output, &plan)
         })(),
         Some(Command::Addr2line(args)) => (|| {
-            let bytes = read_regular_file(&args.binary, MAX_BINARY_BYTES)?;
+            let bytes = map_regular_file(&args.binary, MAX_BINARY_BYTES)?;
             let stdin = std::io::stdin();
             let stdout = std::io::stdout();
-            gprof_bpf::addr2line::run(
-                &bytes,
-                stdin.lock(),
-                std::io::BufWriter::new(stdout.lock()),
-                args.inlines,
-            )
-            .with_context(|| format!("{}", args.binary.display()))
+            // `run` writes large buffers: no BufWriter copy in between.
+            gprof_bpf::addr2line::run(&bytes, stdin.lock(), stdout.lock(), args.inlines)
+                .with_context(|| format!("{}", args.binary.display()))
         })(),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(

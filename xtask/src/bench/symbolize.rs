@@ -88,6 +88,29 @@ fn time_batch(cmd: &mut Command, input: &Path, output: &Path) -> Result<f64> {
     Ok(t0.elapsed().as_secs_f64())
 }
 
+/// The floor of a whole-process run on this machine: spawning our binary with nothing to do
+/// (`--version`: process start, dynamic linking, exit) plus writing `bytes` (the output) to a
+/// fresh file in the same directory as the tools' output, truncating the previous one as the
+/// tools' runs do. Returns (start, write) in seconds.
+fn floor(gprof: &Path, bytes: &[u8], output: &Path) -> Result<(f64, f64)> {
+    let t0 = Instant::now();
+    let st = Command::new(gprof)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let start = t0.elapsed().as_secs_f64();
+    if !st.success() {
+        bail!("{} --version: {st}", gprof.display());
+    }
+    let t0 = Instant::now();
+    let mut f = std::fs::File::create(output)?;
+    f.write_all(bytes)?;
+    drop(f);
+    Ok((start, t0.elapsed().as_secs_f64()))
+}
+
 fn first_answer(cmd: &mut Command, pc: u64) -> Result<f64> {
     let t0 = Instant::now();
     let mut child = cmd
@@ -197,6 +220,9 @@ pub fn run(env: &Env) -> Result<Section> {
     let (mut ratios, mut rate_ours, mut rate_go) = (Vec::new(), Vec::new(), Vec::new());
     let (mut first_ours, mut first_go, mut first_ratio) = (Vec::new(), Vec::new(), Vec::new());
     let main_entry = all[n_entries / 2];
+    let (mut floor_start, mut floor_write, mut floor_ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let out_floor = env.tmp.join("symbolize.floor");
+    let mut last_out: Option<Vec<u8>> = None;
     for i in 0..p.pairs {
         let (a, b) = if i % 2 == 0 {
             let a = time_batch(&mut ours(), &input, &out_a)?;
@@ -208,6 +234,15 @@ pub fn run(env: &Env) -> Result<Section> {
         ratios.push(b / a);
         rate_ours.push(all.len() as f64 / a);
         rate_go.push(all.len() as f64 / b);
+        let bytes = match last_out.take() {
+            Some(v) => v,
+            None => std::fs::read(&out_a)?,
+        };
+        let (fs, fw) = floor(&env.gprof, &bytes, &out_floor)?;
+        last_out = Some(bytes);
+        floor_start.push(fs * 1e3);
+        floor_write.push(fw * 1e3);
+        floor_ratio.push(b / (fs + fw));
         let (fa, fb) = if i % 2 == 0 {
             let fa = first_answer(&mut ours(), main_entry)?;
             (fa, first_answer(&mut theirs(), main_entry)?)
@@ -227,6 +262,11 @@ pub fn run(env: &Env) -> Result<Section> {
         summarize(&ratios),
         summarize(&rate_ours),
         summarize(&rate_go),
+    );
+    let (fls, flw, flr) = (
+        summarize(&floor_start),
+        summarize(&floor_write),
+        summarize(&floor_ratio),
     );
     let (fo, fg, fr) = (
         summarize(&first_ours),
@@ -267,6 +307,19 @@ pub fn run(env: &Env) -> Result<Section> {
         fr.median,
         fr.spread(|v| format!("{v:.1}×")),
         repro("symbolize", env)
+    ));
+    md.push_str(&format!(
+        "Floor, measured in the same pairs: starting our binary with nothing to do (`gprof-bpf --version`) \
+         takes {:.1} ms ({}) and writing the {:.1} MB of output to a fresh file in the same directory {:.1} ms \
+         ({}); go addr2line's time over their sum, the highest ratio any tool producing this output in a \
+         new process could reach here, is {:.1}× ({}).\n\n",
+        fls.median,
+        fls.spread(|v| format!("{v:.1}")),
+        a.len() as f64 / 1e6,
+        flw.median,
+        flw.spread(|v| format!("{v:.1}")),
+        flr.median,
+        flr.spread(|v| format!("{v:.1}×")),
     ));
     md.push_str(&summary_row(
         "symbolizer throughput vs go tool addr2line",

@@ -19,7 +19,7 @@ use super::{Frame, GoTable, Inl, MAX_INLINE_DEPTH, RawFunc, is_panic_callee, uva
 
 /// Functions per lazily allocated slot chunk.
 const CHUNK: usize = 256;
-/// Bytes of code per `Decoded::run_index` entry, and the run count from which it is built.
+/// Bytes of code per run-index entry of `Decoded::words`, and the run count from which it is built.
 const RUN_CHUNK: u64 = 128;
 const INDEXED_RUNS: usize = 8;
 /// Above this many functions (corrupt tables) nothing is cached.
@@ -110,15 +110,20 @@ pub(super) struct Decoded {
     end: u64,
     name: Option<CachedName>,
     tree: Tree,
-    /// Sorted by strictly increasing `end`.
-    runs: Box<[Run]>,
-    /// For functions with many runs: per [`RUN_CHUNK`] bytes from the entry, the first run
-    /// ending after the chunk's start, so a lookup searches only its chunk's runs.
-    run_index: Box<[u32]>,
+    /// The run index, the runs and the files in one allocation, so a lookup misses the cache
+    /// once for them, not once per array (random PCs over a large binary are bound by memory
+    /// latency): `[run index: n_index words][runs: 4 words each][files: 4 words each]`.
+    ///
+    /// * run index, for functions with many runs: per [`RUN_CHUNK`] bytes from the entry, the
+    ///   first run ending after the chunk's start, so a lookup searches only its chunk's runs;
+    /// * runs `[end, file, line, ix]`, sorted by strictly increasing `end` (see [`Run`]);
+    /// * resolved file names `[fileno, start, len, 0]` sorted by file number, `len`
+    ///   [`NO_SPAN`] when resolving fails.
+    words: Box<[u32]>,
+    n_index: u32,
+    n_runs: u32,
     /// Offsets at or beyond this were not decoded exactly: use the uncached path.
     cover: u64,
-    /// Resolved file names by file number, sorted (None: resolving fails).
-    files: Box<[(i32, Option<Span>)]>,
     /// All cached strings of this function.
     strs: Box<str>,
     /// Inline records by index, sorted (None: reading the record fails).
@@ -145,10 +150,14 @@ impl Col {
     }
 }
 
-/// `Decoded::run_index` for `runs` of a function of `size` bytes (empty for few runs).
-fn run_index(runs: &[Run], size: u64) -> Box<[u32]> {
+/// `len` of a file whose name cannot be resolved, in `Decoded::words`.
+const NO_SPAN: u32 = u32::MAX;
+
+/// The run index of `Decoded::words` for `runs` of a function of `size` bytes (empty for few
+/// runs).
+fn run_index(runs: &[Run], size: u64) -> Vec<u32> {
     if runs.len() < INDEXED_RUNS {
-        return Box::default();
+        return Vec::new();
     }
     let mut i = 0;
     (0..size.div_ceil(RUN_CHUNK))
@@ -168,7 +177,34 @@ impl Decoded {
     #[inline]
     fn s(&self, sp: Span) -> Option<&str> {
         let start = sp.start as usize;
-        self.strs.get(start..start.checked_add(sp.len as usize)?)
+        let end = start.checked_add(sp.len as usize)?;
+        if end > self.strs.len() {
+            return None;
+        }
+        // SAFETY: every span of a `Decoded` was made by `push_str` on its `strs` (before it
+        // was boxed, unchanged since): it starts at the buffer's length before a `&str` was
+        // appended and spans that string, so both ends are char boundaries, and `end` is in
+        // bounds (checked above). Unchecked so that a lookup does not read the bytes (a cache
+        // miss) just to check the boundaries: the caller reads them if it prints them.
+        Some(unsafe { self.strs.get_unchecked(start..end) })
+    }
+
+    /// The runs, as `[end, file, line, ix]`.
+    #[inline]
+    fn runs(&self) -> &[[u32; 4]] {
+        let n = self.n_index as usize;
+        let runs = self
+            .words
+            .get(n..n + 4 * self.n_runs as usize)
+            .unwrap_or(&[]);
+        runs.as_chunks::<4>().0
+    }
+
+    /// The resolved files, as `[fileno, start, len, 0]`.
+    #[inline]
+    fn files(&self) -> &[[u32; 4]] {
+        let n = self.n_index as usize + 4 * self.n_runs as usize;
+        self.words.get(n..).unwrap_or(&[]).as_chunks::<4>().0
     }
 
     #[inline]
@@ -177,19 +213,22 @@ impl Decoded {
         if rel >= self.cover {
             return None;
         }
+        let runs = self.runs();
+        let index = self.words.get(..self.n_index as usize).unwrap_or(&[]);
         // The run containing rel lies between the first runs of its chunk and of the next.
-        let (a, b) = match self.run_index.get((rel / RUN_CHUNK) as usize) {
+        let (a, b) = match index.get((rel / RUN_CHUNK) as usize) {
             Some(&a) => {
-                let b = self.run_index.get((rel / RUN_CHUNK) as usize + 1);
-                (a as usize, b.map_or(self.runs.len(), |&b| b as usize))
+                let b = index.get((rel / RUN_CHUNK) as usize + 1);
+                (a as usize, b.map_or(runs.len(), |&b| b as usize))
             }
-            None => (0, self.runs.len()),
+            None => (0, runs.len()),
         };
-        let i = a + self
-            .runs
-            .get(a..b)?
-            .partition_point(|r| u64::from(r.end) <= rel);
-        Some(self.runs.get(i).map_or(NO_ROW, |r| r.row))
+        let i = a + runs.get(a..b)?.partition_point(|r| u64::from(r[0]) <= rel);
+        Some(runs.get(i).map_or(NO_ROW, |r| Row {
+            file: r[1] as i32,
+            line: r[2] as i32,
+            ix: r[3] as i32,
+        }))
     }
 
     /// `GoTable::file` for this function's CU.
@@ -198,8 +237,16 @@ impl Decoded {
         if fileno < 0 {
             return Some("?");
         }
-        let i = self.files.binary_search_by_key(&fileno, |f| f.0).ok()?;
-        self.s(self.files[i].1?)
+        let files = self.files();
+        let i = files.binary_search_by_key(&fileno, |f| f[0] as i32).ok()?;
+        let f = files[i];
+        if f[2] == NO_SPAN {
+            return None;
+        }
+        self.s(Span {
+            start: f[1],
+            len: f[2],
+        })
     }
 
     /// `GoTable::file_line` for a row.
@@ -306,13 +353,21 @@ impl<D: AsRef<[u8]>> GoTable<D> {
         filenos.dedup();
         let mut buf = String::new();
         let name = self.cached_name(raw.nameoff, &mut buf);
-        let files = filenos
-            .into_iter()
-            .map(|n| {
-                let s = self.file(raw.cu_offset, n).ok();
-                (n, s.map(|s| push_str(&mut buf, s)))
-            })
-            .collect();
+        let index = run_index(&runs, size);
+        let mut words = Vec::with_capacity(index.len() + 4 * runs.len() + 4 * filenos.len());
+        words.extend_from_slice(&index);
+        for r in &runs {
+            let row = r.row;
+            words.extend_from_slice(&[r.end, row.file as u32, row.line as u32, row.ix as u32]);
+        }
+        for &n in &filenos {
+            let sp = self
+                .file(raw.cu_offset, n)
+                .ok()
+                .map(|s| push_str(&mut buf, s));
+            let (start, len) = sp.map_or((0, NO_SPAN), |sp| (sp.start, sp.len));
+            words.extend_from_slice(&[n as u32, start, len, 0]);
+        }
         let mut ixs: Vec<i32> = runs.iter().map(|r| r.row.ix).filter(|&x| x >= 0).collect();
         ixs.sort_unstable();
         ixs.dedup();
@@ -329,7 +384,8 @@ impl<D: AsRef<[u8]>> GoTable<D> {
                 .collect(),
             None => Box::default(),
         };
-        if buf.len() > u32::MAX as usize {
+        // Spans are u32 (and a length of NO_SPAN means none).
+        if buf.len() >= NO_SPAN as usize {
             return None;
         }
         Some(Decoded {
@@ -338,10 +394,10 @@ impl<D: AsRef<[u8]>> GoTable<D> {
             raw,
             end,
             tree,
-            run_index: run_index(&runs, size),
-            runs: runs.into_boxed_slice(),
+            n_index: u32::try_from(index.len()).ok()?,
+            n_runs: u32::try_from(runs.len()).ok()?,
+            words: words.into_boxed_slice(),
             cover,
-            files,
             inl,
             max_sp: OnceLock::new(),
         })
