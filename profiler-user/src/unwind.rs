@@ -30,7 +30,7 @@ pub struct UserFrame {
 pub struct RepairStats {
     /// Frames inserted from the pcsp rule.
     pub inserted: u64,
-    /// Stacks cut at a TopFrame function (goexit, mstart).
+    /// Stacks cut at a TopFrame function (goexit, itself left out as runtime/pprof does; mstart).
     pub stopped_at_top: u64,
 }
 
@@ -100,7 +100,11 @@ pub fn complete_stack(
         };
         if let Ok(Some(f)) = go.func_at(lookup) {
             if f.flags.top_frame() {
-                out.truncate(i + 1);
+                // runtime/pprof leaves out runtime.goexit, the return address at the bottom of
+                // every goroutine (runtime/pprof/proto.go, allFrames); mstart and the other top
+                // frames stay, as there.
+                let root = f.name == "runtime.goexit" && i > 0;
+                out.truncate(if root { i } else { i + 1 });
                 stats.stopped_at_top += 1;
                 break;
             }

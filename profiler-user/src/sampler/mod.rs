@@ -215,7 +215,11 @@ struct Worker {
 /// long enough to lock onto a period, rarely enough to cost nothing (two ioctls per CPU).
 const JITTER_EVERY: Duration = Duration::from_millis(50);
 /// The rate is drawn uniformly from frequency × [1 - J, 1 + J]: its mean is the frequency.
-const JITTER_SPREAD: f64 = 0.2;
+/// Against work locked to the period, consecutive samples move by (period − round) in the
+/// round: with J = 0.2 that is at most a fifth of it, so the ~5 samples of one draw land
+/// near one phase and a 15 s run of 6/3/1 ms rounds was off by 5 points
+/// (tests/tests/fidelity_aliasing.rs); with J = 0.5 each step can cover the whole round.
+const JITTER_SPREAD: f64 = 0.5;
 
 impl Worker {
     fn run(mut self) {
