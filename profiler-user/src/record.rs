@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context as _, Result, bail};
 use profiler_ebpf::Stat;
 
+use crate::capture::{self, CapturingSource, SharedWriter};
 use crate::pipeline::{Control, Pipeline, PipelineOptions};
+use crate::process::LiveProcs;
 use crate::process::registry::{Registry, start_time};
 use crate::profile::{Profile, RecordingStats};
 use crate::sampler::{Sampler, SamplerOptions};
@@ -36,6 +38,8 @@ pub struct RecordOptions {
     /// Keep the whole-run total for the report; off (`--windows-only`) a recording of any
     /// length stays in bounded memory and writes only its windows.
     pub keep_total: bool,
+    /// Also write a capture of the recording's inputs here (see [`crate::capture`]).
+    pub capture: Option<PathBuf>,
 }
 
 impl Default for RecordOptions {
@@ -53,6 +57,7 @@ impl Default for RecordOptions {
             window: None,
             window_dir: None,
             keep_total: true,
+            capture: None,
         }
     }
 }
@@ -139,20 +144,34 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
     if let Some(dir) = &opts.window_dir {
         sinks.push(Box::new(DirSink::new(dir.clone())?));
     }
-    let mut pipeline = Pipeline::new(
-        PipelineOptions {
-            frequency_hz: opts.frequency_hz,
-            window: opts.window,
-            keep_total: opts.keep_total,
-        },
-        sinks,
-    );
+    let pipeline_opts = PipelineOptions {
+        frequency_hz: opts.frequency_hz,
+        window: opts.window,
+        keep_total: opts.keep_total,
+    };
+    let capture = match &opts.capture {
+        Some(path) => Some(SharedWriter::create(
+            path,
+            capture::Header::new(&pipeline_opts, opts.all),
+        )?),
+        None => None,
+    };
+    let mut pipeline = Pipeline::new(pipeline_opts, sinks);
+    if let Some(c) = &capture {
+        pipeline.set_capture(c.clone());
+        pipeline
+            .registry
+            .set_source(Box::new(CapturingSource::new(LiveProcs, c.clone())));
+    }
     let mut pids = opts.pids.clone();
     for &pid in &opts.pids {
         sampler
             .control()
             .add_target(pid, opts.subprocesses)
             .context("adding a pid to the filter")?;
+        if let Some(c) = &capture {
+            c.write(&capture::Record::Target(pid));
+        }
         pipeline.registry.snapshot(pid, 0);
     }
     let mut child = None;
@@ -161,6 +180,9 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
         let (pid, handle) = spawn_held(&opts.command, |pid| {
             // Read while the child is held: its image before the exec is ours (a fork of this
             // process), and it has samples too (it waits in read(2) until released).
+            if let Some(c) = &capture {
+                c.write(&capture::Record::Target(pid));
+            }
             registry.snapshot(pid, 0);
             sampler
                 .control()
@@ -214,6 +236,9 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
         }
     };
     let total = total?;
+    if let Some(c) = &capture {
+        c.finish()?;
+    }
     if let Some((pid, handle)) = child {
         if alive(pid) {
             // SAFETY: kill sends a signal to our own child; no memory is involved.
