@@ -3,9 +3,18 @@
 
 use std::io::{BufRead, Write};
 
-use anyhow::Context as _;
-
 use crate::symbolize::gopclntab::{GoTable, PcKind};
+
+/// Why `addr2line` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Addr2lineError {
+    #[error("reading the Go pclntab")]
+    Pclntab(#[source] crate::symbolize::gopclntab::Error),
+    #[error("reading addresses")]
+    Input(#[source] std::io::Error),
+    #[error(transparent)]
+    Output(#[from] std::io::Error),
+}
 
 /// What `go tool addr2line` prints for an address it cannot symbolize.
 const UNKNOWN: &str = "?\n?:0";
@@ -22,11 +31,11 @@ pub fn run(
     input: impl BufRead,
     mut out: impl Write,
     inlines: bool,
-) -> anyhow::Result<()> {
-    let table = GoTable::parse(binary).context("reading the Go pclntab")?;
+) -> Result<(), Addr2lineError> {
+    let table = GoTable::parse(binary).map_err(Addr2lineError::Pclntab)?;
     let mut frames = Vec::new();
     for line in input.lines() {
-        let line = line.context("reading addresses")?;
+        let line = line.map_err(Addr2lineError::Input)?;
         let text = line.trim();
         let hex = text
             .strip_prefix("0x")

@@ -15,6 +15,7 @@ pub mod process;
 pub mod profile;
 pub mod record;
 pub mod report;
+pub mod reporter;
 pub mod sampler;
 pub mod sink;
 pub mod symbolize;

@@ -162,6 +162,8 @@ pub struct Pipeline {
     window_started: Instant,
     total: Option<Window>,
     notes: Vec<String>,
+    /// Where progress and debug lines go.
+    reporter: std::sync::Arc<dyn crate::reporter::Reporter>,
     /// Record every message received (`record --capture`).
     capture: Option<crate::capture::SharedWriter>,
     pub stats: PipelineStats,
@@ -185,6 +187,7 @@ impl Pipeline {
             window_started: Instant::now(),
             notes: Vec::new(),
             capture: None,
+            reporter: std::sync::Arc::new(crate::reporter::Stderr::default()),
             stats: PipelineStats::default(),
             debug: std::env::var_os("GPROF_BPF_DEBUG").is_some(),
         }
@@ -194,6 +197,11 @@ impl Pipeline {
     /// which the caller wraps with [`crate::capture::CapturingSource`]).
     pub fn set_capture(&mut self, capture: crate::capture::SharedWriter) {
         self.capture = Some(capture);
+    }
+
+    /// Where progress and debug lines go (stderr by default).
+    pub fn set_reporter(&mut self, reporter: std::sync::Arc<dyn crate::reporter::Reporter>) {
+        self.reporter = reporter;
     }
 
     pub fn note(&mut self, note: String) {
@@ -328,8 +336,8 @@ impl Pipeline {
         self.stats.stacks = self.stacks.len();
         if self.debug {
             let s = self.symbolizer.stats();
-            eprintln!(
-                "gprof-bpf: debug: window {} samples {} entries {} processes {} files {} \
+            self.reporter.debug(&format!(
+                "window {} samples {} entries {} processes {} files {} \
                  symbols hits {} misses {} entries {}/{}",
                 window.seq,
                 window.total.count,
@@ -340,7 +348,7 @@ impl Pipeline {
                 s.misses,
                 s.entries,
                 s.capacity
-            );
+            ));
         }
         Ok(())
     }
