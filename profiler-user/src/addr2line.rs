@@ -11,9 +11,20 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use anyhow::Context as _;
-
 use crate::symbolize::gopclntab::{Frame, GoTable, PcKind};
+
+/// Why `addr2line` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Addr2lineError {
+    #[error("reading the Go pclntab")]
+    Pclntab(#[source] crate::symbolize::gopclntab::Error),
+    #[error("reading addresses")]
+    Input(#[source] std::io::Error),
+    #[error(transparent)]
+    Output(#[from] std::io::Error),
+}
+
+type Result<T, E = Addr2lineError> = std::result::Result<T, E>;
 
 /// What `go tool addr2line` prints for an address it cannot symbolize.
 const UNKNOWN: &[u8] = b"?\n?:0\n";
@@ -37,10 +48,12 @@ pub fn run(
     mut input: impl BufRead,
     mut out: impl Write,
     inlines: bool,
-) -> anyhow::Result<()> {
-    let table = GoTable::parse(binary).context("reading the Go pclntab")?;
+) -> Result<()> {
+    let table = GoTable::parse(binary).map_err(Addr2lineError::Pclntab)?;
     let mut text = Vec::new();
-    input.read_to_end(&mut text).context("reading addresses")?;
+    input
+        .read_to_end(&mut text)
+        .map_err(Addr2lineError::Input)?;
     let chunks = split_chunks(&text, CHUNK_LINES);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -61,8 +74,8 @@ pub fn run(
     // and page-faulted anew (a measurable part of the run for ~50 MB of output).
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
     let free_rx = std::sync::Mutex::new(free_rx);
-    std::thread::scope(|s| -> anyhow::Result<()> {
-        let (tx, rx) = mpsc::channel::<(usize, Vec<u8>, anyhow::Result<()>)>();
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = mpsc::channel::<(usize, Vec<u8>, Result<()>)>();
         for _ in 0..threads {
             let tx = tx.clone();
             let (next, table, text, chunks, free_rx) = (&next, &table, &text, &chunks, &free_rx);
@@ -84,10 +97,10 @@ pub fn run(
         }
         drop(tx);
         // Chunks finish out of order: keep them until their turn.
-        let mut pending: Vec<Option<(Vec<u8>, anyhow::Result<()>)>> =
+        let mut pending: Vec<Option<(Vec<u8>, Result<()>)>> =
             (0..chunks.len()).map(|_| None).collect();
         let mut turn = 0;
-        let result = (|| -> anyhow::Result<()> {
+        let result = (|| -> Result<()> {
             for (k, buf, res) in rx.iter() {
                 pending[k] = Some((buf, res));
                 while let Some((buf, res)) = pending.get_mut(turn).and_then(Option::take) {
@@ -135,18 +148,17 @@ fn symbolize_chunk<D: AsRef<[u8]>>(
     text: &[u8],
     inlines: bool,
     buf: &mut Vec<u8>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let mut frames: Vec<Frame<'_>> = Vec::new();
     // `BufRead::lines`: split at '\n', drop one '\r' before it; no empty last line.
     let body = text.strip_suffix(b"\n").unwrap_or(text);
     for raw in body.split(|&c| c == b'\n') {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let line = std::str::from_utf8(raw).map_err(|_| {
-            anyhow::Error::new(std::io::Error::new(
+            Addr2lineError::Input(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "stream did not contain valid UTF-8",
             ))
-            .context("reading addresses")
         })?;
         let pc = parse_pc(line);
         if inlines {

@@ -9,11 +9,13 @@
 //! pprof, flamegraph, collapsed stacks). [`record`] is the pipeline with one window.
 
 pub mod addr2line;
+pub mod capture;
 pub mod pipeline;
 pub mod process;
 pub mod profile;
 pub mod record;
 pub mod report;
+pub mod reporter;
 pub mod sampler;
 pub mod sink;
 pub mod symbolize;

@@ -118,6 +118,10 @@ struct RecordArgs {
     /// any length (a poor man's agent).
     #[arg(long, requires = "window")]
     windows_only: bool,
+    /// Developer option: also write the recording's inputs (batches, events, what was read
+    /// from /proc) to FILE, to replay them later without root (`gprof_bpf::capture`).
+    #[arg(long, value_name = "FILE", hide = true)]
+    capture: Option<PathBuf>,
     #[command(flatten)]
     output: OutputArgs,
     /// Command to start and profile from its first instruction: gprof-bpf -- ./prog args.
@@ -346,6 +350,7 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
         window: args.window,
         window_dir: args.window_dir.clone(),
         keep_total: !args.windows_only,
+        capture: args.capture.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

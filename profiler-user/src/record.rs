@@ -4,14 +4,55 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context as _, Result, bail};
+use std::sync::Arc;
+
 use profiler_ebpf::Stat;
 
+use crate::capture::{self, CapturingSource, SharedWriter};
+use crate::pipeline::PipelineError;
 use crate::pipeline::{Control, Pipeline, PipelineOptions};
+use crate::process::LiveProcs;
 use crate::process::registry::{Registry, start_time};
 use crate::profile::{Profile, RecordingStats};
-use crate::sampler::{Sampler, SamplerOptions};
-use crate::sink::{DirSink, Sink};
+use crate::reporter::{Reporter, Stderr};
+use crate::sampler::{Sampler, SamplerError, SamplerOptions};
+use crate::sink::{DirSink, Sink, SinkError};
+
+/// Why a recording could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("nothing to profile: give --pid PID, --all, or -- COMMAND")]
+    NothingToProfile,
+    #[error("no process with pid {0}")]
+    NoProcess(u32),
+    #[error("process {pid} is not accessible: {error} (run as root)")]
+    NotAccessible { pid: u32, error: std::io::Error },
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error("adding the command to the filter")]
+    CommandFilter(#[source] FilterError),
+    #[error("pipe: {0}")]
+    Pipe(std::io::Error),
+    #[error("spawn thread panicked")]
+    SpawnPanicked,
+    #[error("cannot start {name}: {detail}")]
+    Start { name: String, detail: String },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// The kernel's pid filter refused a pid.
+#[derive(Debug, thiserror::Error)]
+#[error("adding a pid to the filter")]
+pub struct FilterError(#[source] pub aya::maps::MapError);
 
 /// What to record.
 #[derive(Clone, Debug)]
@@ -36,6 +77,8 @@ pub struct RecordOptions {
     /// Keep the whole-run total for the report; off (`--windows-only`) a recording of any
     /// length stays in bounded memory and writes only its windows.
     pub keep_total: bool,
+    /// Also write a capture of the recording's inputs here (see [`crate::capture`]).
+    pub capture: Option<PathBuf>,
 }
 
 impl Default for RecordOptions {
@@ -53,6 +96,7 @@ impl Default for RecordOptions {
             window: None,
             window_dir: None,
             keep_total: true,
+            capture: None,
         }
     }
 }
@@ -113,18 +157,26 @@ impl Control for UntilTargetsExit {
 }
 
 /// Runs a recording to its end: duration, Ctrl-C, or every target gone.
-pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
+pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile, RecordError> {
+    run_with(opts, Arc::new(Stderr { quiet })).await
+}
+
+/// [`run`], saying what it does through `reporter`.
+pub async fn run_with(
+    opts: RecordOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Profile, RecordError> {
     if opts.pids.is_empty() && !opts.all && opts.command.is_empty() {
-        bail!("nothing to profile: give --pid PID, --all, or -- COMMAND");
+        return Err(RecordError::NothingToProfile);
     }
     // Privileges first: without them nothing else can work, and that is the error to show.
     crate::sampler::check_privileges()?;
     for &pid in &opts.pids {
         if !alive(pid) {
-            bail!("no process with pid {pid}");
+            return Err(RecordError::NoProcess(pid));
         }
         if let Err(e) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
-            bail!("process {pid} is not accessible: {e} (run as root)");
+            return Err(RecordError::NotAccessible { pid, error: e });
         }
     }
     let sampler = Sampler::start(&SamplerOptions {
@@ -139,20 +191,35 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
     if let Some(dir) = &opts.window_dir {
         sinks.push(Box::new(DirSink::new(dir.clone())?));
     }
-    let mut pipeline = Pipeline::new(
-        PipelineOptions {
-            frequency_hz: opts.frequency_hz,
-            window: opts.window,
-            keep_total: opts.keep_total,
-        },
-        sinks,
-    );
+    let pipeline_opts = PipelineOptions {
+        frequency_hz: opts.frequency_hz,
+        window: opts.window,
+        keep_total: opts.keep_total,
+    };
+    let capture = match &opts.capture {
+        Some(path) => Some(SharedWriter::create(
+            path,
+            capture::Header::new(&pipeline_opts, opts.all),
+        )?),
+        None => None,
+    };
+    let mut pipeline = Pipeline::new(pipeline_opts, sinks);
+    pipeline.set_reporter(reporter.clone());
+    if let Some(c) = &capture {
+        pipeline.set_capture(c.clone());
+        pipeline
+            .registry
+            .set_source(Box::new(CapturingSource::new(LiveProcs, c.clone())));
+    }
     let mut pids = opts.pids.clone();
     for &pid in &opts.pids {
         sampler
             .control()
             .add_target(pid, opts.subprocesses)
-            .context("adding a pid to the filter")?;
+            .map_err(FilterError)?;
+        if let Some(c) = &capture {
+            c.write(&capture::Record::Target(pid));
+        }
         pipeline.registry.snapshot(pid, 0);
     }
     let mut child = None;
@@ -161,30 +228,33 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
         let (pid, handle) = spawn_held(&opts.command, |pid| {
             // Read while the child is held: its image before the exec is ours (a fork of this
             // process), and it has samples too (it waits in read(2) until released).
+            if let Some(c) = &capture {
+                c.write(&capture::Record::Target(pid));
+            }
             registry.snapshot(pid, 0);
             sampler
                 .control()
                 .add_target(pid, opts.subprocesses)
-                .context("adding a pid to the filter")
+                .map_err(FilterError)
         })?;
         pids.push(pid);
         child = Some((pid, handle));
     }
-    if !quiet {
+    {
         let what = if opts.all {
             "all processes".to_string()
         } else {
             format!("pid {pids:?}")
         };
-        eprintln!(
-            "gprof-bpf: sampling {what} at {} Hz on {} CPUs{}",
+        reporter.progress(&format!(
+            "sampling {what} at {} Hz on {} CPUs{}",
             opts.frequency_hz,
             sampler.cpus.len(),
             match opts.duration {
                 Some(d) => format!(" for {:.1}s", d.as_secs_f64()),
                 None => ", Ctrl-C to stop".into(),
             }
-        );
+        ));
     }
     let stopper = sampler.stopper();
     let all = opts.all;
@@ -214,6 +284,9 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
         }
     };
     let total = total?;
+    if let Some(c) = &capture {
+        c.finish()?;
+    }
     if let Some((pid, handle)) = child {
         if alive(pid) {
             // SAFETY: kill sends a signal to our own child; no memory is involved.
@@ -228,10 +301,10 @@ pub async fn run(opts: RecordOptions, quiet: bool) -> Result<Profile> {
     profile.duration = window.duration;
     let stats = pipeline.stats.kernel_stats;
     if std::env::var_os("GPROF_BPF_DEBUG").is_some() {
-        eprintln!(
-            "gprof-bpf: debug: pipeline {:?} kernel {:?} registry {:?}",
+        reporter.debug(&format!(
+            "pipeline {:?} kernel {:?} registry {:?}",
             pipeline.stats, stats, pipeline.registry.counters
-        );
+        ));
     }
     let mut lost = Vec::new();
     for (stat, what) in [
@@ -318,11 +391,14 @@ pub fn own_usage() -> (Duration, u64) {
 /// very first instruction of the new image is already profiled.
 fn spawn_held(
     command: &[String],
-    mut register: impl FnMut(u32) -> Result<()>,
-) -> Result<(
-    u32,
-    std::thread::JoinHandle<std::io::Result<std::process::ExitStatus>>,
-)> {
+    mut register: impl FnMut(u32) -> Result<(), FilterError>,
+) -> Result<
+    (
+        u32,
+        std::thread::JoinHandle<std::io::Result<std::process::ExitStatus>>,
+    ),
+    RecordError,
+> {
     use std::os::unix::process::CommandExt as _;
     let mut go = [0i32; 2];
     let mut pid_pipe = [0i32; 2];
@@ -330,7 +406,7 @@ fn spawn_held(
     if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0
         || unsafe { libc::pipe2(pid_pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0
     {
-        bail!("pipe: {}", std::io::Error::last_os_error());
+        return Err(RecordError::Pipe(std::io::Error::last_os_error()));
     }
     let (go_r, go_w, pid_r, pid_w) = (go[0], go[1], pid_pipe[0], pid_pipe[1]);
     let mut cmd = std::process::Command::new(&command[0]);
@@ -354,16 +430,17 @@ fn spawn_held(
     unsafe { libc::close(pid_r) };
     unsafe { libc::close(pid_w) };
     if n != 4 {
-        let err = handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("spawn thread panicked"))?;
-        bail!("cannot start {name}: {:?}", err.err());
+        let err = handle.join().map_err(|_| RecordError::SpawnPanicked)?;
+        return Err(RecordError::Start {
+            name,
+            detail: format!("{:?}", err.err()),
+        });
     }
     let registered = register(pid as u32);
     // SAFETY: releasing the child.
     unsafe { libc::write(go_w, b"g".as_ptr() as *const libc::c_void, 1) };
     unsafe { libc::close(go_w) };
     unsafe { libc::close(go_r) };
-    registered.context("adding the command to the filter")?;
+    registered.map_err(RecordError::CommandFilter)?;
     Ok((pid as u32, handle))
 }

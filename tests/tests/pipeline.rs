@@ -225,3 +225,114 @@ fn short_lived_processes_are_named_with_all() {
 fn path(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
+
+/// A profile as data independent of its ids and of the order of its samples: each sample's
+/// values, labels and frames (address, file, build id, and every line with its function).
+type Frame = (u64, String, String, Vec<(String, String, String, i64, i64)>);
+type Canonical = Vec<(Vec<i64>, Vec<String>, Vec<Frame>)>;
+
+fn canonical(p: &Profile) -> Canonical {
+    let mut out: Canonical = p
+        .samples
+        .iter()
+        .map(|s| {
+            let mut labels: Vec<String> = s
+                .labels
+                .iter()
+                .map(|l| format!("{}={:?}", l.key, l.value))
+                .collect();
+            labels.sort();
+            let frames = s
+                .location_ids
+                .iter()
+                .map(|&id| {
+                    let loc = p.location(id);
+                    let (file, build_id) = match loc.mapping_id {
+                        0 => (String::new(), String::new()),
+                        m => {
+                            let m = &p.mappings[m as usize - 1];
+                            (m.file.clone(), m.build_id.clone())
+                        }
+                    };
+                    let lines = loc
+                        .lines
+                        .iter()
+                        .map(|l| {
+                            let f = p.function(l.function_id);
+                            (
+                                f.name.clone(),
+                                f.system_name.clone(),
+                                f.filename.clone(),
+                                f.start_line,
+                                l.line,
+                            )
+                        })
+                        .collect();
+                    (loc.address, file, build_id, lines)
+                })
+                .collect();
+            (s.values.clone(), labels, frames)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A recording with `--capture`, replayed without the kernel or /proc: the same samples,
+/// stacks and names as the live run made of the same data.
+#[test]
+fn a_capture_replays_to_the_recorded_profile() {
+    if !tests::require_root() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = fixture("hotloop");
+    let mut child = Command::new(&bin)
+        .args(["cpu", "6"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start hotloop");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let dir = tests::go::target_dir().join("pipeline-capture");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hotloop.capture.gz");
+    let live = record(RecordOptions {
+        pids: vec![child.id()],
+        duration: Some(Duration::from_secs(3)),
+        drain_interval: Duration::from_millis(250),
+        capture: Some(file.clone()),
+        ..RecordOptions::default()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let started = std::time::Instant::now();
+    let capture = gprof_bpf::capture::Capture::read_file(&file).expect("the capture reads");
+    let replayed = gprof_bpf::capture::replay(&capture, Box::new(|p| PathBuf::from(p)), Vec::new())
+        .expect("the capture replays");
+    eprintln!(
+        "capture {} bytes, {} records; replayed in {:?}; {} samples live",
+        std::fs::metadata(&file).unwrap().len(),
+        capture.records.len(),
+        started.elapsed(),
+        samples(&live)
+    );
+    assert_eq!(
+        replayed.unanswered, 0,
+        "the replay asked what the recording asked"
+    );
+    assert!(
+        samples(&live) > 100,
+        "3 s of a CPU-bound target: {}",
+        samples(&live)
+    );
+    let (live, again) = (canonical(&live), canonical(&replayed.profile));
+    assert_eq!(live.len(), again.len(), "distinct samples");
+    for (a, b) in live.iter().zip(&again) {
+        assert_eq!(a, b);
+    }
+}

@@ -18,7 +18,7 @@ pub mod window;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use profiler_ebpf::STAT_SLOTS;
+use profiler_ebpf::{Frame0Key, Frame0Rule, STAT_SLOTS};
 
 use crate::process::registry::Registry;
 use crate::profile::Profile;
@@ -41,6 +41,77 @@ pub enum PipelineError {
 pub trait Control {
     /// Called after every batch; returns a note and true to stop sampling.
     fn after_batch(&mut self, registry: &mut Registry, sampler: &Sampler) -> Option<String>;
+}
+
+/// What feeds the pipeline: the live sampler (with the kernel behind it), or a capture.
+pub trait Feed {
+    /// The next message, waiting at most `timeout`; None when nothing came.
+    fn recv(&mut self, timeout: Duration) -> Option<SamplerMsg>;
+    /// Frame-0 rules found by ingest, for the kernel.
+    fn frame0_rules(&mut self, rules: &mut Vec<(Frame0Key, Frame0Rule)>);
+    /// Processes forgotten by the registry, to drop from the kernel's filter.
+    fn forget_targets(&mut self, pids: &[u32]);
+    /// Called after every batch that is not the last: a note when sampling is to stop.
+    fn after_batch(&mut self, registry: &mut Registry) -> Option<String>;
+    /// Whether to cut the window now; `due`: its interval has passed (a replay cuts where
+    /// the recording did instead).
+    fn window_due(&mut self, due: bool) -> bool;
+}
+
+/// The live feed: the sampler's channel, its kernel controls, and the caller's [`Control`];
+/// with a capture, every message is recorded as it is received.
+struct LiveFeed<'a> {
+    sampler: &'a Sampler,
+    control: &'a mut dyn Control,
+    capture: Option<crate::capture::SharedWriter>,
+    stopping: bool,
+}
+
+impl Feed for LiveFeed<'_> {
+    fn recv(&mut self, timeout: Duration) -> Option<SamplerMsg> {
+        let msg = self.sampler.recv_timeout(timeout)?;
+        if let Some(c) = &self.capture {
+            c.message(&msg);
+        }
+        Some(msg)
+    }
+
+    fn frame0_rules(&mut self, rules: &mut Vec<(Frame0Key, Frame0Rule)>) {
+        if rules.is_empty() {
+            return;
+        }
+        let mut kernel = self.sampler.control();
+        for (key, rule) in rules.drain(..) {
+            kernel.set_frame0_rule(key, rule);
+        }
+    }
+
+    fn forget_targets(&mut self, pids: &[u32]) {
+        if pids.is_empty() {
+            return;
+        }
+        let mut kernel = self.sampler.control();
+        for &pid in pids {
+            kernel.remove_target(pid);
+        }
+    }
+
+    fn after_batch(&mut self, registry: &mut Registry) -> Option<String> {
+        if self.stopping {
+            return None;
+        }
+        let note = self.control.after_batch(registry, self.sampler)?;
+        self.sampler.stop();
+        self.stopping = true;
+        Some(note)
+    }
+
+    fn window_due(&mut self, due: bool) -> bool {
+        if due && let Some(c) = &self.capture {
+            c.write(&crate::capture::Record::Cut);
+        }
+        due
+    }
 }
 
 /// Never stops by itself (the caller stops the sampler).
@@ -91,6 +162,10 @@ pub struct Pipeline {
     window_started: Instant,
     total: Option<Window>,
     notes: Vec<String>,
+    /// Where progress and debug lines go.
+    reporter: std::sync::Arc<dyn crate::reporter::Reporter>,
+    /// Record every message received (`record --capture`).
+    capture: Option<crate::capture::SharedWriter>,
     pub stats: PipelineStats,
     /// GPROF_BPF_DEBUG is set: one line of counters per window on stderr (benchmarks read it).
     debug: bool,
@@ -111,9 +186,22 @@ impl Pipeline {
             window: Window::new(1, now),
             window_started: Instant::now(),
             notes: Vec::new(),
+            capture: None,
+            reporter: std::sync::Arc::new(crate::reporter::Stderr::default()),
             stats: PipelineStats::default(),
             debug: std::env::var_os("GPROF_BPF_DEBUG").is_some(),
         }
+    }
+
+    /// Records every message the sampler sends into `capture` (and the registry's reads,
+    /// which the caller wraps with [`crate::capture::CapturingSource`]).
+    pub fn set_capture(&mut self, capture: crate::capture::SharedWriter) {
+        self.capture = Some(capture);
+    }
+
+    /// Where progress and debug lines go (stderr by default).
+    pub fn set_reporter(&mut self, reporter: std::sync::Arc<dyn crate::reporter::Reporter>) {
+        self.reporter = reporter;
     }
 
     pub fn note(&mut self, note: String) {
@@ -133,9 +221,19 @@ impl Pipeline {
         sampler: &Sampler,
         control: &mut dyn Control,
     ) -> Result<Option<Window>, PipelineError> {
-        let mut stopping = false;
+        let mut feed = LiveFeed {
+            sampler,
+            control,
+            capture: self.capture.clone(),
+            stopping: false,
+        };
+        self.run_feed(&mut feed)
+    }
+
+    /// Runs until the feed sends its last batch; returns the whole run (if kept).
+    pub fn run_feed(&mut self, feed: &mut dyn Feed) -> Result<Option<Window>, PipelineError> {
         loop {
-            let Some(msg) = sampler.recv_timeout(Duration::from_millis(200)) else {
+            let Some(msg) = feed.recv(Duration::from_millis(200)) else {
                 continue;
             };
             match msg {
@@ -172,19 +270,9 @@ impl Pipeline {
                         // Read in the background (tens of ms) so the end is not kept waiting.
                         self.kallsyms = Some(std::thread::spawn(|| Kallsyms::load().ok()));
                     }
-                    if !self.ingest.new_rules.is_empty() {
-                        let mut kernel = sampler.control();
-                        for (key, rule) in self.ingest.new_rules.drain(..) {
-                            kernel.set_frame0_rule(key, rule);
-                        }
-                    }
+                    feed.frame0_rules(&mut self.ingest.new_rules);
                     let gone = self.registry.end_batch();
-                    if !gone.is_empty() {
-                        let mut kernel = sampler.control();
-                        for pid in gone {
-                            kernel.remove_target(pid);
-                        }
-                    }
+                    feed.forget_targets(&gone);
                     if batch.last {
                         self.cut()?;
                         for s in &mut self.sinks {
@@ -195,19 +283,15 @@ impl Pipeline {
                         }
                         return Ok(self.total.take());
                     }
-                    if self
+                    let due = self
                         .opts
                         .window
-                        .is_some_and(|w| self.window_started.elapsed() >= w)
-                    {
+                        .is_some_and(|w| self.window_started.elapsed() >= w);
+                    if feed.window_due(due) {
                         self.cut()?;
                     }
-                    if !stopping
-                        && let Some(note) = control.after_batch(&mut self.registry, sampler)
-                    {
+                    if let Some(note) = feed.after_batch(&mut self.registry) {
                         self.notes.push(note);
-                        sampler.stop();
-                        stopping = true;
                     }
                 }
             }
@@ -252,8 +336,8 @@ impl Pipeline {
         self.stats.stacks = self.stacks.len();
         if self.debug {
             let s = self.symbolizer.stats();
-            eprintln!(
-                "gprof-bpf: debug: window {} samples {} entries {} processes {} files {} \
+            self.reporter.debug(&format!(
+                "window {} samples {} entries {} processes {} files {} \
                  symbols hits {} misses {} entries {}/{}",
                 window.seq,
                 window.total.count,
@@ -264,7 +348,7 @@ impl Pipeline {
                 s.misses,
                 s.entries,
                 s.capacity
-            );
+            ));
         }
         Ok(())
     }

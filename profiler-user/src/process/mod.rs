@@ -9,14 +9,14 @@
 
 pub mod maps;
 pub mod registry;
+pub mod source;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use anyhow::{Context as _, Result};
 use memmap2::Mmap;
 use object::{Object as _, ObjectSegment as _};
 
@@ -25,6 +25,68 @@ use crate::symbolize::dwarf::{Bytes, DwarfSymbols};
 use crate::symbolize::elf::ElfSymbols;
 use crate::symbolize::gopclntab::GoTable;
 pub use maps::MapEntry;
+pub use source::{LiveProcs, ProcessSource};
+
+/// Why a file could not be opened as an object.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("opening {file}: {source}")]
+    Open {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("mapping {file}: {source}")]
+    Map {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("anonymous map: {0}")]
+    Copy(std::io::Error),
+    #[error("{path}: not an ELF file: {detail}")]
+    NotElf { path: String, detail: String },
+    #[error("{path}: build id {found:?}, the capture recorded {expected:?}")]
+    BuildIdMismatch {
+        path: String,
+        expected: String,
+        found: String,
+    },
+    /// A failure recorded in a capture, replayed as it was reported.
+    #[error("{error}")]
+    Captured { reason: &'static str, error: String },
+}
+
+impl ObjectError {
+    /// A stable name for counting.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ObjectError::Open { source, .. } | ObjectError::Map { source, .. } => {
+                match source.kind() {
+                    std::io::ErrorKind::NotFound => "gone",
+                    std::io::ErrorKind::PermissionDenied => "denied",
+                    _ => "unreadable",
+                }
+            }
+            ObjectError::Copy(_) => "unreadable",
+            ObjectError::NotElf { .. } => "not ELF",
+            ObjectError::BuildIdMismatch { .. } => "build id mismatch",
+            ObjectError::Captured { reason, .. } => reason,
+        }
+    }
+
+    /// The reason of [`ObjectError::reason`] named `name` (from a capture).
+    pub fn reason_named(name: &str) -> &'static str {
+        [
+            "gone",
+            "denied",
+            "unreadable",
+            "not ELF",
+            "build id mismatch",
+        ]
+        .into_iter()
+        .find(|r| *r == name)
+        .unwrap_or("unreadable")
+    }
+}
 
 /// A read-only mapping of a whole file, cheap to clone.
 #[derive(Clone)]
@@ -37,21 +99,26 @@ impl AsRef<[u8]> for SharedBytes {
 }
 
 impl SharedBytes {
-    pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    pub fn open(path: &Path) -> Result<Self, ObjectError> {
+        let file = File::open(path).map_err(|source| ObjectError::Open {
+            file: path.display().to_string(),
+            source,
+        })?;
         // SAFETY: the mapping is read-only; a file truncated under us would fault, which the
         // kernel does not do for executables that are running (ETXTBSY) - the files we map.
-        let map =
-            unsafe { Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| ObjectError::Map {
+            file: path.display().to_string(),
+            source,
+        })?;
         Ok(SharedBytes(Arc::new(map)))
     }
 
     /// A private read-only copy of `bytes` (for images that are not files: the vDSO).
-    pub fn copy_of(bytes: &[u8]) -> Result<Self> {
-        let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1)).context("anonymous map")?;
+    pub fn copy_of(bytes: &[u8]) -> Result<Self, ObjectError> {
+        let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(ObjectError::Copy)?;
         map[..bytes.len()].copy_from_slice(bytes);
         Ok(SharedBytes(Arc::new(
-            map.make_read_only().context("read-only map")?,
+            map.make_read_only().map_err(ObjectError::Copy)?,
         )))
     }
 }
@@ -95,7 +162,7 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    fn from_io(e: &std::io::Error, what: &str) -> Self {
+    pub(crate) fn from_io(e: &std::io::Error, what: &str) -> Self {
         match e.kind() {
             std::io::ErrorKind::NotFound => ReadError::Gone,
             std::io::ErrorKind::PermissionDenied => ReadError::Denied,
@@ -128,13 +195,15 @@ pub struct ObjectFile {
 }
 
 impl ObjectFile {
-    pub fn open(path: String, file: &Path) -> Result<Self> {
+    pub fn open(path: String, file: &Path) -> Result<Self, ObjectError> {
         Self::from_data(path, SharedBytes::open(file)?)
     }
 
-    pub fn from_data(path: String, data: SharedBytes) -> Result<Self> {
-        let elf = object::File::parse(data.as_ref())
-            .with_context(|| format!("{path}: not an ELF file"))?;
+    pub fn from_data(path: String, data: SharedBytes) -> Result<Self, ObjectError> {
+        let elf = object::File::parse(data.as_ref()).map_err(|e| ObjectError::NotElf {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
         let segments = elf
             .segments()
             .map(|s| {
@@ -241,6 +310,8 @@ pub struct ObjectCache {
     pub opened: u64,
     pub hits: u64,
     pub evicted: u64,
+    /// Files that could not be opened, by reason ([`ObjectError::reason`]).
+    pub failures: HashMap<&'static str, u64>,
 }
 
 /// Files that could not be opened are remembered (not retried) up to this many.
@@ -273,7 +344,12 @@ impl ObjectCache {
         self.by_inode.is_empty()
     }
 
-    fn get(&mut self, pid: u32, entry: &MapEntry) -> Result<Arc<ObjectFile>, String> {
+    fn get(
+        &mut self,
+        pid: u32,
+        entry: &MapEntry,
+        source: &mut dyn ProcessSource,
+    ) -> Result<Arc<ObjectFile>, String> {
         let key = (entry.dev.0, entry.dev.1, entry.inode);
         if let Some(o) = self.by_inode.get(&key) {
             self.hits += 1;
@@ -282,16 +358,8 @@ impl ObjectCache {
         if let Some(e) = self.failed.get(&key) {
             return Err(e.clone());
         }
-        let via_map_files = PathBuf::from(format!(
-            "/proc/{pid}/map_files/{:x}-{:x}",
-            entry.start, entry.end
-        ));
-        let path = entry.path.trim_end_matches(" (deleted)").to_string();
-        let via_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
-        let opened = ObjectFile::open(path.clone(), &via_map_files)
-            .or_else(|_| ObjectFile::open(path.clone(), &via_root))
-            .map_err(|e| format!("{path}: {e:#}"));
-        match opened {
+        let path = entry.path.trim_end_matches(" (deleted)");
+        match source.open(pid, entry) {
             Ok(o) => {
                 self.opened += 1;
                 let o = Arc::new(o);
@@ -299,10 +367,12 @@ impl ObjectCache {
                 Ok(o)
             }
             Err(e) => {
+                *self.failures.entry(e.reason()).or_default() += 1;
+                let e = format!("{path}: {e}");
                 // Remember only what is wrong with the file itself: when the process is gone
                 // (a short-lived one), the path through /proc/PID failed, not the file, and
                 // the next process that maps it must try again.
-                if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                if source.alive(pid) {
                     self.failed.insert(key, e.clone());
                 }
                 Err(e)
@@ -341,19 +411,21 @@ pub struct Resolved<'a> {
 
 impl ProcessSnapshot {
     /// Reads `/proc/PID/maps` and opens every executable mapping.
-    pub fn take(pid: u32, generation: u32, cache: &mut ObjectCache) -> Result<Self, ReadError> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            .map_err(|e| ReadError::from_io(&e, "/proc/PID/maps"))?;
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|s| s.trim_end().to_string())
-            .unwrap_or_default();
+    pub fn take(
+        pid: u32,
+        generation: u32,
+        source: &mut dyn ProcessSource,
+        cache: &mut ObjectCache,
+    ) -> Result<Self, ReadError> {
+        let text = source.maps(pid)?;
+        let comm = source.comm(pid).unwrap_or_default();
         let entries = maps::parse(&text)
             .map_err(|e| ReadError::Unreadable(format!("/proc/{pid}/maps: {e}")))?;
         let mut mappings = Vec::new();
         let mut errors = Vec::new();
         for entry in entries.into_iter().filter(|e| e.executable) {
             let object = if entry.is_file() {
-                match cache.get(pid, &entry) {
+                match cache.get(pid, &entry, source) {
                     Ok(o) => Some(o),
                     Err(e) => {
                         if !errors.contains(&e) {

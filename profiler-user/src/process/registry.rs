@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use profiler_ebpf::{EVENT_EXEC, EVENT_EXIT, EVENT_FORK, ProcessEvent};
 
-use super::{ObjectCache, ProcessSnapshot, ReadError};
+use super::{LiveProcs, ObjectCache, ProcessSnapshot, ProcessSource, ReadError};
 
 /// A process, told apart from a later one that reuses its pid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,9 +57,10 @@ pub struct RegistryCounters {
     pub failures: HashMap<&'static str, u64>,
 }
 
-#[derive(Default)]
 pub struct Registry {
     pub objects: ObjectCache,
+    /// Where everything about a process is read from (`/proc`, or a capture).
+    source: Box<dyn ProcessSource>,
     processes: HashMap<u32, Process>,
     images: HashMap<(u32, u32), Image>,
     /// The batch being ingested (events between batches belong to the next one).
@@ -71,37 +72,35 @@ pub struct Registry {
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    LiveProcs.start_time(pid)
 }
 
-fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn cgroup_v2(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
-        })
-        .unwrap_or_default()
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::with_source(Box::new(LiveProcs))
+    }
 }
 
 impl Registry {
+    /// A registry that reads processes from `source`.
+    pub fn with_source(source: Box<dyn ProcessSource>) -> Self {
+        Registry {
+            objects: ObjectCache::default(),
+            source,
+            processes: HashMap::new(),
+            images: HashMap::new(),
+            batch: 0,
+            notes: Vec::new(),
+            noted: HashSet::new(),
+            counters: RegistryCounters::default(),
+        }
+    }
+
+    /// Replaces where processes are read from (a capture wraps the live source).
+    pub fn set_source(&mut self, source: Box<dyn ProcessSource>) {
+        self.source = source;
+    }
+
     /// Notes for the report (unreadable files, processes that could not be read), each once.
     pub fn take_notes(&mut self) -> Vec<String> {
         let mut notes = std::mem::take(&mut self.notes);
@@ -177,13 +176,16 @@ impl Registry {
 
     /// Processes whose exit event was lost (ring buffer full) are found by their absence.
     pub fn forget_vanished(&mut self) -> Vec<u32> {
-        let gone: Vec<u32> = self
+        let alive: Vec<(u32, u64)> = self
             .processes
             .iter()
-            .filter(|(pid, p)| {
-                p.exited_after.is_none() && start_time(**pid) != Some(p.id.start_time)
-            })
-            .map(|(&pid, _)| pid)
+            .filter(|(_, p)| p.exited_after.is_none())
+            .map(|(&pid, p)| (pid, p.id.start_time))
+            .collect();
+        let gone: Vec<u32> = alive
+            .into_iter()
+            .filter(|&(pid, start)| self.source.start_time(pid) != Some(start))
+            .map(|(pid, _)| pid)
             .collect();
         let batch = self.batch;
         for pid in &gone {
@@ -195,20 +197,17 @@ impl Registry {
     }
 
     fn insert_process(&mut self, pid: u32, start: Option<u64>) -> &mut Process {
+        let source = &mut self.source;
         self.processes.entry(pid).or_insert_with(|| Process {
             id: ProcessId {
                 pid,
-                start_time: start.or_else(|| start_time(pid)).unwrap_or(0),
+                start_time: start.or_else(|| source.start_time(pid)).unwrap_or(0),
             },
             info: ProcessInfo {
-                exe: std::fs::read_link(format!("/proc/{pid}/exe"))
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                parent: parent_pid(pid).unwrap_or(0),
-                cgroup: cgroup_v2(pid),
-                comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .map(|s| s.trim_end().to_string())
-                    .unwrap_or_default(),
+                exe: source.exe(pid),
+                parent: source.parent(pid).unwrap_or(0),
+                cgroup: source.cgroup(pid),
+                comm: source.comm(pid).unwrap_or_default(),
             },
             generation: 0,
             exited_after: None,
@@ -217,7 +216,7 @@ impl Registry {
 
     /// Reads an image now (exec, fork, first sample of an unannounced process).
     pub fn snapshot(&mut self, pid: u32, generation: u32) {
-        let start = start_time(pid).unwrap_or(0);
+        let start = self.source.start_time(pid).unwrap_or(0);
         match self.processes.get(&pid) {
             Some(p) if p.id.start_time != start && start != 0 => {
                 // The pid names another process now: what we knew is of the old one.
@@ -227,20 +226,21 @@ impl Registry {
             _ => {}
         }
         self.counters.snapshots += 1;
-        let snapshot = match ProcessSnapshot::take(pid, generation, &mut self.objects) {
-            Ok(s) => {
-                for e in s.errors.clone() {
-                    // Once per file, not per process: under --all a thousand processes of one
-                    // binary would otherwise repeat it a thousand times.
-                    self.note(format!("cannot read {e} (first seen in pid {pid})"));
+        let snapshot =
+            match ProcessSnapshot::take(pid, generation, &mut *self.source, &mut self.objects) {
+                Ok(s) => {
+                    for e in s.errors.clone() {
+                        // Once per file, not per process: under --all a thousand processes of one
+                        // binary would otherwise repeat it a thousand times.
+                        self.note(format!("cannot read {e} (first seen in pid {pid})"));
+                    }
+                    Some(s)
                 }
-                Some(s)
-            }
-            Err(e) => {
-                *self.counters.failures.entry(e.reason()).or_default() += 1;
-                None
-            }
-        };
+                Err(e) => {
+                    *self.counters.failures.entry(e.reason()).or_default() += 1;
+                    None
+                }
+            };
         let process = self.insert_process(pid, Some(start));
         process.generation = process.generation.max(generation);
         if let Some(s) = &snapshot {
@@ -264,7 +264,7 @@ impl Registry {
         let parent = parent
             .or_else(|| self.processes.get(&child).map(|p| p.info.parent))
             .filter(|&p| p != 0)
-            .or_else(|| parent_pid(child))
+            .or_else(|| self.source.parent(child))
             .unwrap_or(0);
         if parent != 0 && !self.processes.contains_key(&parent) {
             // A parent with no samples yet (its child's pre-exec samples come first): read it
@@ -325,11 +325,11 @@ impl Registry {
             return;
         }
         image.refreshed_at = batch;
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !self.source.alive(pid) {
             return;
         }
         self.counters.refreshes += 1;
-        match ProcessSnapshot::take(pid, generation, &mut self.objects) {
+        match ProcessSnapshot::take(pid, generation, &mut *self.source, &mut self.objects) {
             Ok(s) => image.snapshot = Some(s),
             Err(e) => *self.counters.failures.entry(e.reason()).or_default() += 1,
         }

@@ -101,20 +101,26 @@ pub(crate) fn collapse(profile: &Profile) -> Vec<(String, u64)> {
     stacks.into_iter().collect()
 }
 
-pub(crate) fn write_folded(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn write_folded(
+    profile: &Profile,
+    out: &mut dyn Write,
+) -> Result<(), super::ReportError> {
     for (stack, count) in collapse(profile) {
         writeln!(out, "{stack} {count}")?;
     }
     Ok(())
 }
 
-pub(crate) fn write_flamegraph(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn write_flamegraph(
+    profile: &Profile,
+    out: &mut dyn Write,
+) -> Result<(), super::ReportError> {
     let lines: Vec<String> = collapse(profile)
         .into_iter()
         .map(|(s, c)| format!("{s} {c}"))
         .collect();
     if lines.is_empty() {
-        anyhow::bail!("the profile has no samples to draw a flame graph from");
+        return Err(super::ReportError::NoSamples);
     }
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = "gprof-bpf CPU flame graph".into();

@@ -21,7 +21,7 @@ pub(crate) fn write_list(
     matches: &dyn Fn(&str) -> bool,
     with_total: bool,
     out: &mut dyn Write,
-) -> anyhow::Result<bool> {
+) -> Result<bool, super::ReportError> {
     let explicit: Vec<String> = opts
         .source_paths
         .iter()

@@ -16,8 +16,27 @@ pub mod units;
 
 pub use pprof::{PprofError, decode_pprof, encode_pprof};
 
+/// Why a report could not be rendered or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("no matches found for regexp: {0}")]
+    NoMatches(String),
+    #[error("writing {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The profile's ids do not hold together (a bug of whoever built it).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the profile has no samples to draw a flame graph from")]
+    NoSamples,
+}
+
 use crate::profile::Profile;
-use anyhow::Context as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -100,7 +119,7 @@ pub fn render_text(
     profile: &Profile,
     opts: &TextOptions,
     out: &mut dyn Write,
-) -> anyhow::Result<()> {
+) -> Result<(), ReportError> {
     let ctx = Ctx::new(profile);
     if let Some(n) = opts.top {
         let t = top::top(profile, &ctx, n, opts.noinlines);
@@ -118,7 +137,7 @@ pub fn render_text(
     if let Some(re) = &opts.list
         && !list::write_list(profile, &ctx, opts, &|name| re.is_match(name), true, out)?
     {
-        anyhow::bail!("no matches found for regexp: {re}");
+        return Err(ReportError::NoMatches(re.to_string()));
     }
     if opts.top.is_some() || opts.list.is_some() {
         return Ok(());
@@ -172,7 +191,7 @@ pub fn write_file(
     path: &Path,
     format: Format,
     opts: &TextOptions,
-) -> anyhow::Result<()> {
+) -> Result<(), ReportError> {
     let mut buf: Vec<u8> = Vec::new();
     match format {
         Format::Pprof => buf = encode_pprof(profile)?,
@@ -185,7 +204,10 @@ pub fn write_file(
             }
         }
     }
-    std::fs::write(path, buf).with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, buf).map_err(|source| ReportError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Footer line stating lost samples, the profiler's own CPU time and peak RSS, when

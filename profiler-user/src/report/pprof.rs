@@ -220,7 +220,7 @@ fn nanos_since_epoch(t: SystemTime) -> i64 {
 }
 
 /// The profile as an uncompressed `profile.proto` message.
-pub(crate) fn to_proto(profile: &Profile) -> anyhow::Result<PbProfile> {
+pub(crate) fn to_proto(profile: &Profile) -> Result<PbProfile, super::ReportError> {
     let mut st = Strings::new();
     let mut pb = PbProfile::default();
     for t in &profile.sample_types {
@@ -232,14 +232,16 @@ pub(crate) fn to_proto(profile: &Profile) -> anyhow::Result<PbProfile> {
     let nloc = profile.locations.len() as u64;
     for (i, s) in profile.samples.iter().enumerate() {
         if let Some(bad) = s.location_ids.iter().find(|&&id| id == 0 || id > nloc) {
-            anyhow::bail!("sample {i} refers to location {bad}, profile has {nloc}");
+            return Err(super::ReportError::Invalid(format!(
+                "sample {i} refers to location {bad}, profile has {nloc}"
+            )));
         }
         if s.values.len() != profile.sample_types.len() {
-            anyhow::bail!(
+            return Err(super::ReportError::Invalid(format!(
                 "sample {i} has {} values for {} sample types",
                 s.values.len(),
                 profile.sample_types.len()
-            );
+            )));
         }
         let label = s
             .labels
@@ -281,20 +283,20 @@ pub(crate) fn to_proto(profile: &Profile) -> anyhow::Result<PbProfile> {
     let nfun = profile.functions.len() as u64;
     for (i, l) in profile.locations.iter().enumerate() {
         if l.mapping_id > nmap {
-            anyhow::bail!(
+            return Err(super::ReportError::Invalid(format!(
                 "location {} refers to mapping {}, profile has {nmap}",
                 i + 1,
                 l.mapping_id
-            );
+            )));
         }
         let mut line = Vec::with_capacity(l.lines.len());
         for ln in &l.lines {
             if ln.function_id == 0 || ln.function_id > nfun {
-                anyhow::bail!(
+                return Err(super::ReportError::Invalid(format!(
                     "location {} refers to function {}, profile has {nfun}",
                     i + 1,
                     ln.function_id
-                );
+                )));
             }
             line.push(PbLine {
                 function_id: ln.function_id,
@@ -347,7 +349,7 @@ pub(crate) fn to_proto(profile: &Profile) -> anyhow::Result<PbProfile> {
 }
 
 /// The profile as a gzipped `profile.proto` (what `go tool pprof` reads).
-pub fn encode_pprof(profile: &Profile) -> anyhow::Result<Vec<u8>> {
+pub fn encode_pprof(profile: &Profile) -> Result<Vec<u8>, super::ReportError> {
     use prost::Message as _;
     let raw = to_proto(profile)?.encode_to_vec();
     let mut gz = flate2::write::GzEncoder::new(

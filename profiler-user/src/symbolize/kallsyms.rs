@@ -8,6 +8,8 @@ pub enum KallsymsError {
     BadLine(usize),
     #[error("all kallsyms addresses are zero (kernel.kptr_restrict hides them; run as root)")]
     Hidden,
+    #[error("reading /proc/kallsyms")]
+    Read(#[source] std::io::Error),
 }
 
 /// Text symbols of the kernel and its modules, sorted by address. The names stay in the one
@@ -50,9 +52,9 @@ impl Kallsyms {
         Ok(Kallsyms { text, symbols })
     }
 
-    pub fn load() -> Result<Self, anyhow::Error> {
-        let text = std::fs::read_to_string("/proc/kallsyms")?;
-        Ok(Self::parse(text)?)
+    pub fn load() -> Result<Self, KallsymsError> {
+        let text = std::fs::read_to_string("/proc/kallsyms").map_err(KallsymsError::Read)?;
+        Self::parse(text)
     }
 
     pub fn lookup(&self, addr: u64) -> Option<&str> {
