@@ -201,8 +201,8 @@ fn parse_goroot(s: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// The bytes of `path`, a regular file of at most `limit` bytes (a one-line error otherwise).
-fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+/// Opens `path`, which must be a regular file of at most `limit` bytes: (file, its length).
+fn open_regular_file(path: &Path, limit: u64) -> Result<(std::fs::File, u64)> {
     let shown = path.display();
     let file = std::fs::File::open(path).with_context(|| format!("reading {shown}"))?;
     let meta = file
@@ -211,11 +211,18 @@ fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
     if !meta.is_file() {
         bail!("{shown}: not a regular file");
     }
-    let too_big = || anyhow::anyhow!("{shown}: larger than the {} MiB limit", limit >> 20);
     if meta.len() > limit {
-        return Err(too_big());
+        bail!("{shown}: larger than the {} MiB limit", limit >> 20);
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    Ok((file, meta.len()))
+}
+
+/// The bytes of `path`, a regular file of at most `limit` bytes (a one-line error otherwise).
+fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let shown = path.display();
+    let (file, len) = open_regular_file(path, limit)?;
+    let too_big = || anyhow::anyhow!("{shown}: larger than the {} MiB limit", limit >> 20);
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(limit + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("reading {shown}"))?;
@@ -229,16 +236,7 @@ fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
 /// one binary: mapping saves reading the whole file, of which only the pclntab is touched).
 fn map_regular_file(path: &Path, limit: u64) -> Result<memmap2::Mmap> {
     let shown = path.display();
-    let file = std::fs::File::open(path).with_context(|| format!("reading {shown}"))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("reading {shown}"))?;
-    if !meta.is_file() {
-        bail!("{shown}: not a regular file");
-    }
-    if meta.len() > limit {
-        bail!("{shown}: larger than the {} MiB limit", limit >> 20);
-    }
+    let (file, _) = open_regular_file(path, limit)?;
     // SAFETY: the mapping is read-only and private, and nothing in this process writes the
     // file. Another process truncating or rewriting the binary while this one-shot command
     // runs would change or fault the bytes under us; that is the contract of every mmap-based

@@ -42,15 +42,11 @@ fn lost(p: &Profile) -> u64 {
         .sum()
 }
 
-#[test]
-fn windows_add_up_to_the_total_and_the_kernel_count() {
-    if !tests::require_root() {
-        return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// Starts the hotloop fixture's CPU-bound mode for `secs` and waits until it runs.
+fn start_hotloop_cpu(secs: u32) -> std::process::Child {
     let bin = fixture("hotloop");
     let mut child = Command::new(&bin)
-        .args(["cpu", "14"])
+        .args(["cpu", &secs.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start hotloop");
@@ -58,6 +54,16 @@ fn windows_add_up_to_the_total_and_the_kernel_count() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    child
+}
+
+#[test]
+fn windows_add_up_to_the_total_and_the_kernel_count() {
+    if !tests::require_root() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = start_hotloop_cpu(14);
     let dir = tests::go::target_dir().join("pipeline-windows");
     let _ = std::fs::remove_dir_all(&dir);
     let profile = record(RecordOptions {
@@ -286,16 +292,7 @@ fn a_capture_replays_to_the_recorded_profile() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let bin = fixture("hotloop");
-    let mut child = Command::new(&bin)
-        .args(["cpu", "6"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start hotloop");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut child = start_hotloop_cpu(6);
     let dir = tests::go::target_dir().join("pipeline-capture");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
