@@ -211,14 +211,9 @@ struct Worker {
     seq: u64,
 }
 
-/// The period is re-drawn every this many mean periods (and at least every
-/// `JITTER_MIN_EVERY`). Rarely, because PERF_EVENT_IOC_PERIOD restarts the CPU's timer with a
-/// full new period: the part of the current period that had elapsed is never sampled, about
-/// half a period per re-draw. Re-drawn every 5 periods (50 ms at 99 Hz) that lost ~10 % of
-/// the samples and of the CPU time they stand for; every 50 periods it is ~1 %. The phase
-/// still moves at every step: each sample lands (period − round) further into a round.
-const JITTER_EVERY_PERIODS: u32 = 50;
-const JITTER_MIN_EVERY: Duration = Duration::from_millis(50);
+/// How often the period is re-drawn when jittering: often enough that no run of samples is
+/// long enough to lock onto a period, rarely enough to cost nothing (two ioctls per CPU).
+const JITTER_EVERY: Duration = Duration::from_millis(50);
 /// The rate is drawn uniformly from frequency × [1 - J, 1 + J]: its mean is the frequency.
 /// Against work locked to the period, consecutive samples move by (period − round) in the
 /// round: with J = 0.2 that is at most a fifth of it, so the ~5 samples of one draw land
@@ -237,11 +232,7 @@ impl Worker {
 
     fn sample(&mut self) -> Result<(), SamplerError> {
         let mut next_drain = Instant::now() + self.opts.drain_interval;
-        let jitter_every = Duration::from_secs_f64(
-            f64::from(JITTER_EVERY_PERIODS) / self.opts.frequency_hz.max(1) as f64,
-        )
-        .max(JITTER_MIN_EVERY);
-        let mut next_jitter = Instant::now() + jitter_every;
+        let mut next_jitter = Instant::now() + JITTER_EVERY;
         let mut rng = fastrand::Rng::new();
         let mut events = Vec::new();
         loop {
@@ -266,7 +257,7 @@ impl Worker {
                 self.send_batch(batch);
             }
             if self.opts.jitter && now >= next_jitter {
-                next_jitter = now + jitter_every;
+                next_jitter = now + JITTER_EVERY;
                 let f = self.opts.frequency_hz as f64;
                 let rate = f * (1.0 - JITTER_SPREAD + 2.0 * JITTER_SPREAD * rng.f64());
                 let period = (1e9 / rate) as u64;
