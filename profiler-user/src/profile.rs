@@ -142,6 +142,22 @@ impl Profile {
         }
     }
 
+    /// The sum of the `*/nanoseconds` sample values (the CPU time the profile stands for);
+    /// 0 when it has no such type.
+    pub fn total_weight(&self) -> u64 {
+        let Some(i) = self
+            .sample_types
+            .iter()
+            .position(|t| t.unit == "nanoseconds")
+        else {
+            return 0;
+        };
+        self.samples
+            .iter()
+            .map(|s| s.values.get(i).copied().unwrap_or(0).max(0) as u64)
+            .sum()
+    }
+
     pub fn function(&self, id: u64) -> &Function {
         &self.functions[id as usize - 1]
     }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use gprof_bpf::capture::{self, Capture, CaptureError, Record, Replayed};
 use gprof_bpf::profile::Profile;
-use gprof_bpf::sink::{Sink, SinkError};
+use gprof_bpf::sink::{SeriesProfile, Sink, SinkError};
 use object::{Object as _, ObjectSymbol as _};
 
 fn data(name: &str) -> PathBuf {
@@ -132,8 +132,8 @@ impl Sink for Collect {
         "collect"
     }
 
-    fn window(&mut self, seq: u64, profile: &Profile) -> Result<(), SinkError> {
-        self.0.lock().unwrap().push((seq, totals(profile).0));
+    fn profile(&mut self, p: &SeriesProfile<'_>) -> Result<(), SinkError> {
+        self.0.lock().unwrap().push((p.seq, totals(p.profile).0));
         Ok(())
     }
 }

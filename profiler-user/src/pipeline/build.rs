@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 
 use super::stacks::{FrameRef, StackTable};
-use super::window::Window;
+use super::window::{SampleTarget, Window};
 use crate::profile::{Label, LabelValue, Line, Location, Profile, ProfileBuilder, Sample};
 use crate::symbolize::gopclntab::PcKind;
 use crate::symbolize::symbolizer::Symbolizer;
 
 /// Which samples of a window go into a profile.
-pub type TargetFilter<'a> = &'a dyn Fn(u32) -> bool;
+pub type TargetFilter<'a> = &'a dyn Fn(&SampleTarget) -> bool;
 
 /// pprof's convention: a caller's location address is the call instruction (return - 1).
 fn call_pc(pc: u64, kind: PcKind) -> u64 {
@@ -125,7 +125,7 @@ pub fn profile(
     let mut samples: Vec<Sample> = Vec::with_capacity(window.counts.len());
     let mut merged: HashMap<(Vec<u64>, String), usize> = HashMap::new();
     for (&(target, stack), counts) in &window.counts {
-        if !keep(target.pid) {
+        if !keep(&target) {
             continue;
         }
         let mut location_ids = Vec::new();

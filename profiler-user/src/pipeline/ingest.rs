@@ -154,9 +154,18 @@ impl Ingest {
                     .map(|s| s.comm.clone())
                     .or_else(|| registry.info(tgid).map(|i| i.comm.clone()))
                     .filter(|c| !c.is_empty());
+                let info = registry.info(tgid).cloned().unwrap_or_default();
+                let build = registry
+                    .main_object(tgid, generation)
+                    .map(|o| o.build_info.clone());
                 e.insert(TargetMeta {
+                    pid: tgid,
                     process: registry.id(tgid),
                     comm,
+                    exe: info.exe,
+                    cgroup: info.cgroup,
+                    build,
+                    service_env: info.service_env,
                 });
             }
             window.add(

@@ -23,11 +23,17 @@ use profiler_ebpf::{Frame0Key, Frame0Rule, STAT_SLOTS};
 use crate::process::registry::Registry;
 use crate::profile::Profile;
 use crate::sampler::{Sampler, SamplerError, SamplerMsg};
-use crate::sink::{Sink, SinkError};
+use crate::sink::{Series, SeriesProfile, Sink, SinkError};
 use crate::symbolize::kallsyms::Kallsyms;
 use crate::symbolize::symbolizer::{CacheStats, Symbolizer};
 use stacks::StackTable;
-use window::Window;
+use window::{TargetMeta, Window};
+
+/// Which series a process's samples belong to (the agent: one per service); None leaves them
+/// out of every profile. Without one, a window is one profile of the default series.
+pub trait Splitter: Send {
+    fn series(&mut self, target: &TargetMeta) -> Option<Series>;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -148,6 +154,8 @@ pub struct PipelineStats {
     pub kernel_stats: [u64; STAT_SLOTS as usize],
     pub symbols: CacheStats,
     pub stacks: usize,
+    /// Processes the registry tracks now.
+    pub processes: usize,
 }
 
 pub struct Pipeline {
@@ -157,6 +165,7 @@ pub struct Pipeline {
     symbolizer: Symbolizer,
     kallsyms: Option<std::thread::JoinHandle<Option<Kallsyms>>>,
     sinks: Vec<Box<dyn Sink>>,
+    splitter: Option<Box<dyn Splitter>>,
     opts: PipelineOptions,
     window: Window,
     window_started: Instant,
@@ -169,6 +178,8 @@ pub struct Pipeline {
     pub stats: PipelineStats,
     /// GPROF_BPF_DEBUG is set: one line of counters per window on stderr (benchmarks read it).
     debug: bool,
+    /// A copy of `stats` after every batch, for readers on other threads (`/metrics`).
+    shared_stats: Option<std::sync::Arc<std::sync::Mutex<PipelineStats>>>,
 }
 
 impl Pipeline {
@@ -181,6 +192,7 @@ impl Pipeline {
             symbolizer: Symbolizer::default(),
             kallsyms: None,
             sinks,
+            splitter: None,
             total: opts.keep_total.then(|| Window::new(0, now)),
             opts,
             window: Window::new(1, now),
@@ -190,6 +202,7 @@ impl Pipeline {
             reporter: std::sync::Arc::new(crate::reporter::Stderr::default()),
             stats: PipelineStats::default(),
             debug: std::env::var_os("GPROF_BPF_DEBUG").is_some(),
+            shared_stats: None,
         }
     }
 
@@ -197,6 +210,18 @@ impl Pipeline {
     /// which the caller wraps with [`crate::capture::CapturingSource`]).
     pub fn set_capture(&mut self, capture: crate::capture::SharedWriter) {
         self.capture = Some(capture);
+    }
+
+    /// Publishes a copy of the counters after every batch.
+    pub fn share_stats(&mut self) -> std::sync::Arc<std::sync::Mutex<PipelineStats>> {
+        self.shared_stats
+            .get_or_insert_with(Default::default)
+            .clone()
+    }
+
+    /// Cuts each window into one profile per series.
+    pub fn set_splitter(&mut self, splitter: Box<dyn Splitter>) {
+        self.splitter = Some(splitter);
     }
 
     /// Where progress and debug lines go (stderr by default).
@@ -273,6 +298,10 @@ impl Pipeline {
                     feed.frame0_rules(&mut self.ingest.new_rules);
                     let gone = self.registry.end_batch();
                     feed.forget_targets(&gone);
+                    self.stats.processes = self.registry.len();
+                    if let Some(s) = &self.shared_stats {
+                        *s.lock().unwrap_or_else(|e| e.into_inner()) = self.stats.clone();
+                    }
                     if batch.last {
                         self.cut()?;
                         for s in &mut self.sinks {
@@ -307,14 +336,7 @@ impl Pipeline {
         self.stats.windows += 1;
         if !self.sinks.is_empty() && !window.is_empty() {
             self.stats.windows_written += 1;
-            let profile = self.profile_of(&window);
-            for s in &mut self.sinks {
-                s.window(window.seq, &profile)
-                    .map_err(|error| PipelineError::Sink {
-                        sink: s.name().to_string(),
-                        error,
-                    })?;
-            }
+            self.emit(&window)?;
         }
         match &mut self.total {
             Some(total) => {
@@ -353,8 +375,54 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Hands a window to the sinks: one profile per series.
+    fn emit(&mut self, window: &Window) -> Result<(), PipelineError> {
+        let mut groups: std::collections::BTreeMap<Series, std::collections::HashSet<(u32, u32)>> =
+            Default::default();
+        for (&key, meta) in &window.targets {
+            let series = match &mut self.splitter {
+                Some(s) => s.series(meta),
+                None => Some(Series::default()),
+            };
+            if let Some(series) = series {
+                groups.entry(series).or_default().insert(key);
+            }
+        }
+        for (series, targets) in &groups {
+            let profile = self.profile_filtered(window, &|t: &window::SampleTarget| {
+                targets.contains(&(t.pid, t.generation))
+            });
+            if profile.samples.is_empty() {
+                continue;
+            }
+            let p = SeriesProfile {
+                seq: window.seq,
+                series,
+                profile: &profile,
+            };
+            for s in &mut self.sinks {
+                s.profile(&p).map_err(|error| PipelineError::Sink {
+                    sink: s.name().to_string(),
+                    error,
+                })?;
+            }
+        }
+        for s in &mut self.sinks {
+            s.window_done(window.seq)
+                .map_err(|error| PipelineError::Sink {
+                    sink: s.name().to_string(),
+                    error,
+                })?;
+        }
+        Ok(())
+    }
+
     /// Symbolizes a window (the current total, a cut window) into a profile.
     pub fn profile_of(&mut self, window: &Window) -> Profile {
+        self.profile_filtered(window, &|_| true)
+    }
+
+    fn profile_filtered(&mut self, window: &Window, keep: build::TargetFilter<'_>) -> Profile {
         if let Some(h) = self.kallsyms.take() {
             self.symbolizer.set_kallsyms(h.join().ok().flatten());
         } else if self.ingest.saw_kernel_frames && self.opts.window.is_some() {
@@ -366,7 +434,7 @@ impl Pipeline {
             &self.stacks,
             &mut self.symbolizer,
             self.opts.frequency_hz,
-            &|_| true,
+            keep,
         );
         self.stats.symbols = self.symbolizer.stats();
         p

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::stacks::StackId;
 use crate::process::registry::ProcessId;
 use crate::process::{ObjectFile, ObjectId};
+use crate::symbolize::buildinfo::BuildInfo;
 
 /// What a sample belongs to besides its stack: the dimensions of the kernel key that survive
 /// into the profile as labels.
@@ -40,13 +41,23 @@ impl Counts {
     }
 }
 
-/// What a window knows of a process it has samples of.
-#[derive(Clone, Debug)]
+/// What a window knows of a process it has samples of: what a sink needs to name its series
+/// (taken while the process lived, so a window can be emitted after it is gone).
+#[derive(Clone, Debug, Default)]
 pub struct TargetMeta {
+    pub pid: u32,
     pub process: Option<ProcessId>,
     /// The comm of this image (a child before its exec has its parent's); None when the
     /// image could not be read.
     pub comm: Option<String>,
+    /// /proc/PID/exe; empty if unknown.
+    pub exe: String,
+    /// The cgroup v2 path; empty if unknown.
+    pub cgroup: String,
+    /// The build info of the image's executable (Go version, main module, build ids).
+    pub build: Option<BuildInfo>,
+    /// `OTEL_SERVICE_NAME` or `PYROSCOPE_SERVICE_NAME` from its environment, when read.
+    pub service_env: Option<String>,
 }
 
 #[derive(Clone)]

@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 
 use profiler_ebpf::{EVENT_EXEC, EVENT_EXIT, EVENT_FORK, ProcessEvent};
 
-use super::{LiveProcs, ObjectCache, ProcessSnapshot, ProcessSource, ReadError};
+use std::sync::Arc;
+
+use super::{LiveProcs, ObjectCache, ObjectFile, ProcessSnapshot, ProcessSource, ReadError};
 
 /// A process, told apart from a later one that reuses its pid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,6 +32,28 @@ pub struct ProcessInfo {
     pub parent: u32,
     /// The cgroup v2 path (`0::/...` line of /proc/PID/cgroup).
     pub cgroup: String,
+    /// `OTEL_SERVICE_NAME`, else `PYROSCOPE_SERVICE_NAME`, from /proc/PID/environ (read only
+    /// when [`Registry::read_service_env`] is set).
+    pub service_env: Option<String>,
+}
+
+/// The environment variables that name a service, in order of preference.
+pub const SERVICE_ENV_VARS: [&str; 2] = ["OTEL_SERVICE_NAME", "PYROSCOPE_SERVICE_NAME"];
+
+/// The first of [`SERVICE_ENV_VARS`] set (non-empty) in an environ block.
+pub fn service_from_environ(environ: &[u8]) -> Option<String> {
+    let vars: Vec<(&[u8], &[u8])> = environ
+        .split(|&b| b == 0)
+        .filter_map(|kv| {
+            let i = kv.iter().position(|&b| b == b'=')?;
+            Some((&kv[..i], &kv[i + 1..]))
+        })
+        .collect();
+    SERVICE_ENV_VARS.iter().find_map(|name| {
+        vars.iter()
+            .find(|(k, v)| *k == name.as_bytes() && !v.is_empty())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    })
 }
 
 struct Process {
@@ -68,6 +92,8 @@ pub struct Registry {
     notes: Vec<String>,
     noted: HashSet<String>,
     pub counters: RegistryCounters,
+    /// Read each new process's service name from its environment (agent, opt-in).
+    pub read_service_env: bool,
 }
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
@@ -93,6 +119,7 @@ impl Registry {
             notes: Vec::new(),
             noted: HashSet::new(),
             counters: RegistryCounters::default(),
+            read_service_env: false,
         }
     }
 
@@ -198,6 +225,7 @@ impl Registry {
 
     fn insert_process(&mut self, pid: u32, start: Option<u64>) -> &mut Process {
         let source = &mut self.source;
+        let read_env = self.read_service_env;
         self.processes.entry(pid).or_insert_with(|| Process {
             id: ProcessId {
                 pid,
@@ -208,6 +236,11 @@ impl Registry {
                 parent: source.parent(pid).unwrap_or(0),
                 cgroup: source.cgroup(pid),
                 comm: source.comm(pid).unwrap_or_default(),
+                service_env: if read_env {
+                    source.environ(pid).and_then(|e| service_from_environ(&e))
+                } else {
+                    None
+                },
             },
             generation: 0,
             exited_after: None,
@@ -337,6 +370,25 @@ impl Registry {
 
     pub fn id(&self, pid: u32) -> Option<ProcessId> {
         self.processes.get(&pid).map(|p| p.id)
+    }
+
+    /// The file of an image's executable (the mapping of /proc/PID/exe; else its first Go
+    /// file).
+    pub fn main_object(&self, pid: u32, generation: u32) -> Option<Arc<ObjectFile>> {
+        let snapshot = self.images.get(&(pid, generation))?.snapshot.as_ref()?;
+        let exe = self.processes.get(&pid).map(|p| p.info.exe.as_str());
+        let exe = exe.map(|e| e.trim_end_matches(" (deleted)"));
+        let by_path = snapshot.mappings.iter().find(|m| {
+            exe.is_some_and(|e| !e.is_empty() && m.entry.path.trim_end_matches(" (deleted)") == e)
+        });
+        by_path
+            .or_else(|| {
+                snapshot
+                    .mappings
+                    .iter()
+                    .find(|m| m.object.as_ref().is_some_and(|o| o.go.is_some()))
+            })
+            .and_then(|m| m.object.clone())
     }
 
     pub fn info(&self, pid: u32) -> Option<&ProcessInfo> {

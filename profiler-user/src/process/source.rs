@@ -28,6 +28,10 @@ pub trait ProcessSource: Send {
     fn alive(&mut self, pid: u32) -> bool;
     /// Opens the file behind an executable mapping of `pid`.
     fn open(&mut self, pid: u32, entry: &MapEntry) -> Result<ObjectFile, ObjectError>;
+    /// /proc/PID/environ (read only when the agent is told to name services from it).
+    fn environ(&mut self, _pid: u32) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// The running system's `/proc`.
@@ -84,6 +88,10 @@ impl ProcessSource for LiveProcs {
 
     fn alive(&mut self, pid: u32) -> bool {
         Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    fn environ(&mut self, pid: u32) -> Option<Vec<u8>> {
+        std::fs::read(format!("/proc/{pid}/environ")).ok()
     }
 
     /// Through `/proc/PID/map_files/` (deleted files, other mount namespaces), else

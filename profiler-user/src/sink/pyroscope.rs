@@ -1,0 +1,267 @@
+//! Grafana Pyroscope: the Connect push API (`POST /push.v1.PusherService/Push`, what Alloy's
+//! `pyroscope.write` uses), or the legacy `POST /ingest?format=pprof` for old servers and
+//! proxies. One request per series and window, the pprof gzipped inside.
+
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use prost::Message;
+
+use super::http::HttpOptions;
+use super::queue::{Delivery, Outcome, Payload, QueueOptions, SinkStats, Transport};
+use super::{SeriesProfile, Sink, SinkError};
+
+/// `push.v1.PushRequest` and friends (grafana/pyroscope `api/push/v1/push.proto`,
+/// `api/types/v1/types.proto`): the fields we send.
+mod wire {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PushRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub series: Vec<RawProfileSeries>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RawProfileSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<LabelPair>,
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<RawSample>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LabelPair {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RawSample {
+        #[prost(bytes = "vec", tag = "1")]
+        pub raw_profile: Vec<u8>,
+        #[prost(string, tag = "2")]
+        pub id: String,
+    }
+}
+
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PyroscopeApi {
+    /// `push.v1.PusherService/Push` (Connect, protobuf).
+    #[default]
+    Push,
+    /// `/ingest?format=pprof`.
+    Ingest,
+}
+
+#[derive(Clone, Debug)]
+pub struct PyroscopeOptions {
+    /// The server's base URL, e.g. `http://pyroscope:4040`.
+    pub url: String,
+    pub api: PyroscopeApi,
+    /// `X-Scope-OrgID`.
+    pub tenant: Option<String>,
+    pub http: HttpOptions,
+    pub queue: QueueOptions,
+    pub frequency_hz: u64,
+}
+
+pub struct PyroscopeSink {
+    name: String,
+    delivery: Delivery,
+}
+
+impl PyroscopeSink {
+    pub fn new(name: &str, o: PyroscopeOptions) -> Result<Self, SinkError> {
+        let transport = PushTransport {
+            client: o.http.client()?,
+            o: o.clone(),
+        };
+        Ok(PyroscopeSink {
+            name: name.to_string(),
+            delivery: Delivery::start(name, o.queue, Box::new(transport)),
+        })
+    }
+
+    pub fn stats(&self) -> std::sync::Arc<SinkStats> {
+        self.delivery.stats()
+    }
+}
+
+impl Sink for PyroscopeSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn profile(&mut self, p: &SeriesProfile<'_>) -> Result<(), SinkError> {
+        let pprof =
+            crate::report::encode_pprof(p.profile).map_err(|e| SinkError::Encode(e.to_string()))?;
+        self.delivery.push(Payload {
+            seq: p.seq,
+            series: p.series.clone(),
+            pprof,
+            start: p.profile.start_time,
+            duration: p.profile.duration,
+            weight_ns: p.profile.total_weight(),
+            queued: Instant::now(),
+        });
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.delivery.finish();
+        Ok(())
+    }
+}
+
+struct PushTransport {
+    client: reqwest::blocking::Client,
+    o: PyroscopeOptions,
+}
+
+/// The series labels Pyroscope wants: `__name__`, `service_name`, then ours, sorted.
+fn labels(p: &Payload) -> Vec<(String, String)> {
+    let mut l: Vec<(String, String)> = vec![
+        ("__name__".into(), "process_cpu".into()),
+        ("service_name".into(), p.series.service.clone()),
+    ];
+    l.extend(
+        p.series
+            .labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != "service_name" && !k.starts_with("__"))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    l.sort();
+    l
+}
+
+/// A Connect error body: `{"code": "...", "message": "..."}`.
+#[derive(serde::Deserialize)]
+struct ConnectError {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// Connect codes worth retrying (as Alloy's pyroscope.write).
+const RETRY_CODES: [&str; 7] = [
+    "deadline_exceeded",
+    "unknown",
+    "resource_exhausted",
+    "internal",
+    "unavailable",
+    "data_loss",
+    "aborted",
+];
+
+fn outcome(r: reqwest::blocking::Response) -> Outcome {
+    let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::queue::parse_retry_after);
+    if (200..300).contains(&status) {
+        return Outcome::Sent;
+    }
+    let body = r.text().unwrap_or_default();
+    let (code, message) = match serde_json::from_str::<ConnectError>(&body) {
+        Ok(e) => (e.code, e.message.unwrap_or_default()),
+        Err(_) => (None, body.chars().take(500).collect()),
+    };
+    match code {
+        // The Connect code decides; the status only when there is none (a proxy answered).
+        Some(c) if RETRY_CODES.contains(&c.as_str()) || status == 429 => Outcome::Retry {
+            reason: c,
+            after: retry_after,
+        },
+        Some(c) => Outcome::Reject { reason: c, message },
+        None => Outcome::of_status(status, retry_after, message),
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> Outcome {
+    let reason = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "transport"
+    };
+    Outcome::Retry {
+        reason: reason.into(),
+        after: None,
+    }
+}
+
+/// A label value as the `/ingest` labelset syntax allows it (no escaping exists).
+fn ingest_value(v: &str) -> String {
+    v.replace([',', '{', '}', '='], "_")
+}
+
+impl Transport for PushTransport {
+    fn send(&mut self, p: &Payload) -> Outcome {
+        let base = self.o.url.trim_end_matches('/');
+        let req = match self.o.api {
+            PyroscopeApi::Push => {
+                let body = wire::PushRequest {
+                    series: vec![wire::RawProfileSeries {
+                        labels: labels(p)
+                            .into_iter()
+                            .map(|(name, value)| wire::LabelPair { name, value })
+                            .collect(),
+                        samples: vec![wire::RawSample {
+                            raw_profile: p.pprof.clone(),
+                            id: String::new(),
+                        }],
+                    }],
+                }
+                .encode_to_vec();
+                self.client
+                    .post(format!("{base}/push.v1.PusherService/Push"))
+                    .header("Content-Type", "application/proto")
+                    .header("Connect-Protocol-Version", "1")
+                    .body(body)
+            }
+            PyroscopeApi::Ingest => {
+                let from = p.start.duration_since(UNIX_EPOCH).unwrap_or_default();
+                let until = from + p.duration;
+                let l: Vec<String> = labels(p)
+                    .into_iter()
+                    .filter(|(k, _)| k != "__name__" && k != "service_name")
+                    .map(|(k, v)| format!("{k}={}", ingest_value(&v)))
+                    .collect();
+                let name = format!("{}{{{}}}", ingest_value(&p.series.service), l.join(","));
+                self.client
+                    .post(format!("{base}/ingest"))
+                    .query(&[
+                        ("name", name),
+                        ("from", from.as_nanos().to_string()),
+                        ("until", until.as_nanos().to_string()),
+                        ("format", "pprof".into()),
+                        ("spyName", "gprof-bpf".into()),
+                        ("sampleRate", self.o.frequency_hz.to_string()),
+                    ])
+                    .header("Content-Type", "application/octet-stream")
+                    .body(p.pprof.clone())
+            }
+        };
+        let mut req = self.o.http.apply(req);
+        if let Some(t) = &self.o.tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let timeout = self.o.http.timeout.unwrap_or(Duration::from_secs(10));
+        req = req.header("Connect-Timeout-Ms", timeout.as_millis().to_string());
+        match req.send() {
+            Ok(r) => outcome(r),
+            Err(e) => transport_error(e),
+        }
+    }
+}
