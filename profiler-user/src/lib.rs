@@ -9,6 +9,7 @@
 //! pprof, flamegraph, collapsed stacks). [`record`] is the pipeline with one window.
 
 pub mod addr2line;
+pub mod agent;
 pub mod capture;
 pub mod pipeline;
 pub mod process;

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+mod agent_cli;
+
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use gprof_bpf::profile::Profile;
 use gprof_bpf::record::{self, RecordOptions};
@@ -35,6 +37,9 @@ enum Command {
     Record(RecordArgs),
     /// Render a saved pprof profile (ours or one written by Go's runtime/pprof).
     Report(ReportArgs),
+    /// Profile every process of the host continuously and ship one profile per service per
+    /// window to Pyroscope or a directory (the fleet agent; see docs/agent.md).
+    Agent(agent_cli::AgentArgs),
     /// Symbolize addresses read from stdin with a Go binary's own pclntab.
     Addr2line(Addr2lineArgs),
     /// Print a shell completion script: `gprof-bpf completions bash > /etc/bash_completion.d/gprof-bpf`.
@@ -403,9 +408,13 @@ fn parse_cli() -> Cli {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = parse_cli();
+    if !matches!(cli.command, Some(Command::Agent(_))) {
+        // The agent logs through tracing (text or JSON), set up from its configuration.
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    }
     let result = match cli.command {
+        Some(Command::Agent(args)) => agent_cli::agent_cmd(args),
         Some(Command::Record(args)) => record_cmd(args),
         None => record_cmd(cli.record),
         Some(Command::Report(args)) => (|| {
