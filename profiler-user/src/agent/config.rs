@@ -190,9 +190,14 @@ impl Default for Relabel {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpServer {
-    /// Where `/metrics` and `/healthz` are served; empty: nowhere.
+    /// Where `/metrics`, `/healthz` and `/debug/pprof/profile` are served; empty: nowhere.
     pub listen: String,
     pub metrics: bool,
+    /// `GET /debug/pprof/profile?seconds=N&pid=P` (or `service=`, `container=`).
+    pub pprof: bool,
+    /// Required from clients that are not on loopback (as `Authorization: Bearer TOKEN`);
+    /// listening on a non-loopback address with the pprof endpoint needs one.
+    pub token: SecretRef,
 }
 
 impl Default for HttpServer {
@@ -200,6 +205,8 @@ impl Default for HttpServer {
         HttpServer {
             listen: "127.0.0.1:7476".into(),
             metrics: true,
+            pprof: true,
+            token: SecretRef::default(),
         }
     }
 }
@@ -378,10 +385,18 @@ impl AgentConfig {
             }
         }
         if !self.http.listen.is_empty() {
-            self.http
+            let addr = self
+                .http
                 .listen
                 .parse::<SocketAddr>()
                 .map_err(|e| invalid("http.listen", e.to_string()))?;
+            let token = self.http.token.read("http.token")?;
+            if self.http.pprof && !addr.ip().is_loopback() && token.is_none() {
+                return Err(invalid(
+                    "http.token",
+                    "required when the pprof endpoint listens beyond loopback",
+                ));
+            }
         }
         for (i, p) in self.pyroscope.iter().enumerate() {
             let key = format!("pyroscope[{i}]");

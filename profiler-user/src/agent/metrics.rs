@@ -1,5 +1,4 @@
-//! The agent's self-metrics in the Prometheus text format, and `/healthz`, served on loopback
-//! by default.
+//! The agent's self-metrics in the Prometheus text format (served by [`super::http`]).
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -191,30 +190,4 @@ pub fn render(src: &Sources) -> String {
     );
     let _ = writeln!(o, "process_resident_memory_bytes {rss}");
     o
-}
-
-/// Serves `/metrics` and `/healthz` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, src: Sources, metrics: bool) {
-    use axum::routing::get;
-    let mut app = axum::Router::new().route("/healthz", get(|| async { "ok\n" }));
-    if metrics {
-        app = app.route(
-            "/metrics",
-            get(move || {
-                let src = src.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4",
-                        )],
-                        render(&src),
-                    )
-                }
-            }),
-        );
-    }
-    if let Err(e) = axum::serve(listener, app).await {
-        log::error!("http server: {e}");
-    }
 }

@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod config;
+pub mod http;
 pub mod metrics;
 pub mod series;
 
@@ -130,6 +131,7 @@ async fn run_once(c: &AgentConfig, file: Option<&std::path::Path>) -> Result<End
     );
     pipeline.registry.read_service_env = c.labels.service_from_env;
     pipeline.set_splitter(Box::new(series::SeriesNamer::new(c)));
+    let taps = pipeline.taps();
     let sources = metrics::Sources {
         pipeline: pipeline.share_stats(),
         sampler: sampler.drops.clone(),
@@ -144,17 +146,19 @@ async fn run_once(c: &AgentConfig, file: Option<&std::path::Path>) -> Result<End
                 addr: c.http.listen.clone(),
                 error,
             })?;
+        let state = http::State {
+            sources,
+            taps,
+            config: std::sync::Arc::new(c.clone()),
+            token: c.http.token.read("http.token")?,
+        };
         log::info!(
-            "serving /metrics and /healthz on http://{}",
+            "serving /metrics, /healthz and /debug/pprof/profile on http://{}",
             listener
                 .local_addr()
                 .map_or(c.http.listen.clone(), |a| a.to_string())
         );
-        Some(tokio::spawn(metrics::serve(
-            listener,
-            sources,
-            c.http.metrics,
-        )))
+        Some(tokio::spawn(http::serve(listener, state)))
     };
     log::info!(
         "profiling every process at {} Hz per CPU on {} CPUs, {}s windows",

@@ -1,7 +1,7 @@
 //! Which series a process belongs to: the selection (include/exclude), the service name and
 //! the series labels, then the relabel rules. A [`Splitter`] for the pipeline.
 //!
-//! `service_name`, first that applies: the process's `OTEL_SERVICE_NAME` /
+//! `service_name`, first that applies: `kernel` for kernel threads, the process's `OTEL_SERVICE_NAME` /
 //! `PYROSCOPE_SERVICE_NAME` (opt-in), the Go main module path from its build info
 //! (`github.com/acme/billing`), its systemd unit (`billing.service`), its container id (12
 //! digits), its executable's name, its command name.
@@ -127,9 +127,10 @@ impl SeriesNamer {
             .next()
             .filter(|s| !s.is_empty())
             .map(str::to_string);
-        let service = t
-            .service_env
-            .clone()
+        // Kernel threads are one service: their names (kworker/1:2H-...) come and go.
+        let kernel = t.kernel_thread.then(|| "kernel".to_string());
+        let service = kernel
+            .or_else(|| t.service_env.clone())
             .or(module)
             .or_else(|| cg.systemd_unit.clone())
             .or_else(|| cg.container_id.as_ref().map(|c| c[..12].to_string()))

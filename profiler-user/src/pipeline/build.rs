@@ -180,7 +180,20 @@ pub fn profile(
     });
     b.profile.samples = samples;
     // One line per Go binary, version first (the report finds the matching GOROOT by it).
-    let mut objects: Vec<_> = window.objects.values().collect();
+    // Only the files this profile's frames are in (a window holds those of every series).
+    let used: std::collections::HashSet<_> = b
+        .locations
+        .keys()
+        .filter_map(|f| match f {
+            FrameRef::User { object, .. } => Some(*object),
+            _ => None,
+        })
+        .collect();
+    let mut objects: Vec<_> = window
+        .objects
+        .values()
+        .filter(|o| used.contains(&o.id))
+        .collect();
     objects.sort_by_key(|o| o.id);
     for o in objects {
         let bi = &o.build_info;

@@ -165,6 +165,7 @@ impl Ingest {
                     exe: info.exe,
                     cgroup: info.cgroup,
                     build,
+                    kernel_thread: tgid == 2 || info.parent == 2,
                     service_env: info.service_env,
                 });
             }

@@ -14,6 +14,7 @@
 pub mod build;
 pub mod ingest;
 pub mod stacks;
+pub mod tap;
 pub mod window;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -166,6 +167,8 @@ pub struct Pipeline {
     kallsyms: Option<std::thread::JoinHandle<Option<Kallsyms>>>,
     sinks: Vec<Box<dyn Sink>>,
     splitter: Option<Box<dyn Splitter>>,
+    taps: tap::Taps,
+    active_taps: Vec<tap::Active>,
     opts: PipelineOptions,
     window: Window,
     window_started: Instant,
@@ -193,6 +196,8 @@ impl Pipeline {
             kallsyms: None,
             sinks,
             splitter: None,
+            taps: tap::Taps::default(),
+            active_taps: Vec::new(),
             total: opts.keep_total.then(|| Window::new(0, now)),
             opts,
             window: Window::new(1, now),
@@ -217,6 +222,11 @@ impl Pipeline {
         self.shared_stats
             .get_or_insert_with(Default::default)
             .clone()
+    }
+
+    /// Where other threads ask for taps (profiles of some processes over some seconds).
+    pub fn taps(&self) -> tap::Taps {
+        self.taps.clone()
     }
 
     /// Cuts each window into one profile per series.
@@ -282,12 +292,25 @@ impl Pipeline {
                     }
                     self.stats.samples += batch.counts.iter().map(|(_, v)| v.count).sum::<u64>();
                     self.stats.kernel_stats = batch.kernel_stats;
-                    self.ingest.batch(
-                        &batch,
-                        &mut self.registry,
-                        &mut self.stacks,
-                        &mut self.window,
-                    );
+                    self.active_taps
+                        .extend(self.taps.take_new().into_iter().map(tap::Active::new));
+                    if self.active_taps.is_empty() {
+                        self.ingest.batch(
+                            &batch,
+                            &mut self.registry,
+                            &mut self.stacks,
+                            &mut self.window,
+                        );
+                    } else {
+                        // Through a window of its own, which the taps take their part of.
+                        let mut w = Window::new(0, SystemTime::now());
+                        self.ingest
+                            .batch(&batch, &mut self.registry, &mut self.stacks, &mut w);
+                        for t in &mut self.active_taps {
+                            t.add(&w);
+                        }
+                        self.window.merge(&w);
+                    }
                     if self.ingest.saw_kernel_frames
                         && self.kallsyms.is_none()
                         && !self.symbolizer.has_kallsyms()
@@ -302,6 +325,7 @@ impl Pipeline {
                     if let Some(s) = &self.shared_stats {
                         *s.lock().unwrap_or_else(|e| e.into_inner()) = self.stats.clone();
                     }
+                    self.answer_taps(batch.last);
                     if batch.last {
                         self.cut()?;
                         for s in &mut self.sinks {
@@ -345,8 +369,8 @@ impl Pipeline {
                 }
                 total.merge(&window);
             }
-            // Nothing refers to the stacks once their window is emitted.
-            None => {
+            // Nothing refers to the stacks once their window is emitted (and no tap is open).
+            None if self.active_taps.is_empty() => {
                 self.stacks.clear();
                 // Give back what the window freed: glibc keeps freed memory in its arenas, and
                 // a long run would otherwise hold its highest window forever (measured: 50 MiB
@@ -354,6 +378,7 @@ impl Pipeline {
                 // SAFETY: malloc_trim only releases free heap pages; no pointer is involved.
                 unsafe { libc::malloc_trim(0) };
             }
+            None => {}
         }
         self.stats.stacks = self.stacks.len();
         if self.debug {
@@ -373,6 +398,22 @@ impl Pipeline {
             ));
         }
         Ok(())
+    }
+
+    /// Answers the taps whose time is up (all of them when sampling ends).
+    fn answer_taps(&mut self, all: bool) {
+        let now = std::time::Instant::now();
+        let (done, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active_taps)
+            .into_iter()
+            .partition(|t| all || now >= t.until);
+        self.active_taps = open;
+        for t in done {
+            let mut profile = self.profile_of(&t.window);
+            profile.start_time = t.window.start;
+            profile.duration = t.elapsed();
+            // The asker may have gone (a closed connection): nothing to do then.
+            let _ = t.reply.send(profile);
+        }
     }
 
     /// Hands a window to the sinks: one profile per series.

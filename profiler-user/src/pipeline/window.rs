@@ -58,6 +58,8 @@ pub struct TargetMeta {
     pub build: Option<BuildInfo>,
     /// `OTEL_SERVICE_NAME` or `PYROSCOPE_SERVICE_NAME` from its environment, when read.
     pub service_env: Option<String>,
+    /// A kernel thread (a child of kthreadd, pid 2).
+    pub kernel_thread: bool,
 }
 
 #[derive(Clone)]
