@@ -39,7 +39,7 @@ fn refuse(status: StatusCode, why: String) -> Response {
 }
 
 /// Loopback clients need nothing; others need the token.
-fn allowed(state: &State, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Response> {
+fn allowed(state: &State, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Box<Response>> {
     if peer.ip().is_loopback() {
         return Ok(());
     }
@@ -49,10 +49,10 @@ fn allowed(state: &State, peer: SocketAddr, headers: &HeaderMap) -> Result<(), R
         .and_then(|v| v.strip_prefix("Bearer "));
     match (&state.token, sent) {
         (Some(t), Some(s)) if constant_time_eq(t.0.as_bytes(), s.as_bytes()) => Ok(()),
-        _ => Err(refuse(
+        _ => Err(Box::new(refuse(
             StatusCode::FORBIDDEN,
             format!("{peer}: not loopback and no valid token"),
-        )),
+        ))),
     }
 }
 
@@ -67,7 +67,7 @@ async fn profile(
     q: HashMap<String, String>,
 ) -> Response {
     if let Err(r) = allowed(&state, peer, &headers) {
-        return r;
+        return *r;
     }
     let seconds = match q.get("seconds").map(|s| s.parse::<u64>()) {
         None => 30,
@@ -139,7 +139,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: State) {
             get(
                 move |ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap| async move {
                     if let Err(r) = allowed(&s, peer, &headers) {
-                        return r;
+                        return *r;
                     }
                     (
                         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -67,7 +67,7 @@ impl Active {
         let mut keep = |image: (u32, u32)| {
             *wanted
                 .entry(image)
-                .or_insert_with(|| batch.targets.get(&image).is_some_and(|m| filter(m)))
+                .or_insert_with(|| batch.targets.get(&image).is_some_and(&mut *filter))
         };
         for (&(target, stack), &c) in &batch.counts {
             let image = (target.pid, target.generation);
