@@ -50,6 +50,9 @@ pub async fn run(
     overlay: &(dyn Fn(&mut AgentConfig) + Sync),
 ) -> Result<(), AgentError> {
     crate::sampler::check_privileges()?;
+    for c in crate::sampler::missing_agent_capabilities() {
+        log::warn!("missing {c}: some processes will lack names or metadata");
+    }
     loop {
         match run_once(&config, file.as_deref()).await? {
             Ended::Stopped => return Ok(()),

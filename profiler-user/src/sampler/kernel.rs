@@ -115,13 +115,32 @@ pub struct Kernel {
 }
 
 /// Checks the privileges eBPF sampling needs and says which are missing.
-pub fn check_privileges() -> Result<(), SamplerError> {
+fn effective_caps() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// The capabilities a host-wide agent wants besides CAP_BPF and CAP_PERFMON, and what is
+/// lost without each: the names of those missing (root has them all).
+pub fn missing_agent_capabilities() -> Vec<&'static str> {
+    let cap_eff = effective_caps();
+    [
+        (19, "CAP_SYS_PTRACE (read other users' /proc/PID/maps and environ)"),
+        (2, "CAP_DAC_READ_SEARCH (open binaries that are not world-readable)"),
+        (40, "CAP_CHECKPOINT_RESTORE (open deleted binaries through /proc/PID/map_files)"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| cap_eff & (1u64 << c) == 0)
+    .map(|(_, n)| n)
+    .collect()
+}
+
+pub fn check_privileges() -> Result<(), SamplerError> {
+    let cap_eff = effective_caps();
     const CAP_SYS_ADMIN: u64 = 21;
     const CAP_PERFMON: u64 = 38;
     const CAP_BPF: u64 = 39;

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use profiler_ebpf::{ProcessEvent, STAT_SLOTS, SampleKey, SampleValue};
 
-pub use kernel::{KernelControl, MapSizes, check_privileges, period_ns};
+pub use kernel::{
+    KernelControl, MapSizes, check_privileges, missing_agent_capabilities, period_ns,
+};
 
 #[derive(Clone, Debug)]
 pub struct SamplerOptions {
