@@ -129,9 +129,18 @@ fn effective_caps() -> u64 {
 pub fn missing_agent_capabilities() -> Vec<&'static str> {
     let cap_eff = effective_caps();
     [
-        (19, "CAP_SYS_PTRACE (read other users' /proc/PID/maps and environ)"),
-        (2, "CAP_DAC_READ_SEARCH (open binaries that are not world-readable)"),
-        (40, "CAP_CHECKPOINT_RESTORE (open deleted binaries through /proc/PID/map_files)"),
+        (
+            19,
+            "CAP_SYS_PTRACE (read other users' /proc/PID/maps and environ)",
+        ),
+        (
+            2,
+            "CAP_DAC_READ_SEARCH (open binaries that are not world-readable)",
+        ),
+        (
+            40,
+            "CAP_CHECKPOINT_RESTORE (open deleted binaries through /proc/PID/map_files)",
+        ),
     ]
     .into_iter()
     .filter(|(c, _)| cap_eff & (1u64 << c) == 0)
