@@ -14,7 +14,7 @@ mod source;
 mod top;
 pub mod units;
 
-pub use pprof::{PprofError, decode_pprof, encode_pprof};
+pub use pprof::{PprofError, decode_pprof, encode_pprof, encoded_size};
 
 /// Why a report could not be rendered or written.
 #[derive(Debug, thiserror::Error)]

@@ -348,6 +348,12 @@ pub(crate) fn to_proto(profile: &Profile) -> Result<PbProfile, super::ReportErro
     Ok(pb)
 }
 
+/// The size of the profile as uncompressed `profile.proto` (what backends limit).
+pub fn encoded_size(profile: &Profile) -> Result<usize, super::ReportError> {
+    use prost::Message as _;
+    Ok(to_proto(profile)?.encoded_len())
+}
+
 /// The profile as a gzipped `profile.proto` (what `go tool pprof` reads).
 pub fn encode_pprof(profile: &Profile) -> Result<Vec<u8>, super::ReportError> {
     use prost::Message as _;

@@ -9,6 +9,7 @@ use prost::Message;
 use super::http::HttpOptions;
 use super::queue::{Delivery, Outcome, Payload, QueueOptions, SinkStats, Transport};
 use super::{SeriesProfile, Sink, SinkError};
+use crate::profile::Profile;
 
 /// `push.v1.PushRequest` and friends (grafana/pyroscope `api/push/v1/push.proto`,
 /// `api/types/v1/types.proto`): the fields we send.
@@ -101,17 +102,19 @@ impl Sink for PyroscopeSink {
     }
 
     fn profile(&mut self, p: &SeriesProfile<'_>) -> Result<(), SinkError> {
-        let pprof =
-            crate::report::encode_pprof(p.profile).map_err(|e| SinkError::Encode(e.to_string()))?;
-        self.delivery.push(Payload {
-            seq: p.seq,
-            series: p.series.clone(),
-            pprof,
-            start: p.profile.start_time,
-            duration: p.profile.duration,
-            weight_ns: p.profile.total_weight(),
-            queued: Instant::now(),
-        });
+        for part in within_limits(p.profile)? {
+            let pprof =
+                crate::report::encode_pprof(&part).map_err(|e| SinkError::Encode(e.to_string()))?;
+            self.delivery.push(Payload {
+                seq: p.seq,
+                series: p.series.clone(),
+                pprof,
+                start: part.start_time,
+                duration: part.duration,
+                weight_ns: part.total_weight(),
+                queued: Instant::now(),
+            });
+        }
         Ok(())
     }
 
@@ -119,6 +122,35 @@ impl Sink for PyroscopeSink {
         self.delivery.finish();
         Ok(())
     }
+}
+
+/// Pyroscope's default limits per profile (`validation.max-profile-stacktrace-samples`,
+/// `validation.max-profile-size-bytes`, uncompressed) and per series
+/// (`validation.max-label-names-per-series`).
+const MAX_SAMPLES: usize = 16_000;
+const MAX_BYTES: usize = 4 << 20;
+const MAX_LABELS: usize = 30;
+
+/// The profile, or parts of it (each with the whole dictionary and some of the samples) that
+/// each stay within the limits: a series' window is then several profiles of the same time
+/// range, which Pyroscope adds up.
+fn within_limits(p: &Profile) -> Result<Vec<Profile>, SinkError> {
+    let size = crate::report::encoded_size(p).map_err(|e| SinkError::Encode(e.to_string()))?;
+    // A tenth of headroom: the dictionary is repeated in every part.
+    let by_size = (size * 10 / 9).div_ceil(MAX_BYTES);
+    let parts = p.samples.len().div_ceil(MAX_SAMPLES).max(by_size).max(1);
+    if parts == 1 {
+        return Ok(vec![p.clone()]);
+    }
+    let chunk = p.samples.len().div_ceil(parts);
+    Ok(p.samples
+        .chunks(chunk.max(1))
+        .map(|samples| {
+            let mut part = p.clone();
+            part.samples = samples.to_vec();
+            part
+        })
+        .collect())
 }
 
 struct PushTransport {
@@ -140,6 +172,19 @@ fn labels(p: &Payload) -> Vec<(String, String)> {
             .map(|(k, v)| (k.clone(), v.clone())),
     );
     l.sort();
+    // Beyond the limit Pyroscope rejects the series: keep the two it requires and the first
+    // others by name.
+    if l.len() > MAX_LABELS {
+        let mut kept = 2;
+        l.retain(|(k, _)| {
+            let required = k == "__name__" || k == "service_name";
+            let keep = required || kept < MAX_LABELS;
+            if keep && !required {
+                kept += 1;
+            }
+            keep
+        });
+    }
     l
 }
 
@@ -263,5 +308,52 @@ impl Transport for PushTransport {
             Ok(r) => outcome(r),
             Err(e) => transport_error(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Sample;
+
+    #[test]
+    fn big_windows_are_split_within_the_limits_and_keep_every_sample() {
+        let mut p = Profile::new_cpu(19, std::time::SystemTime::now());
+        p.samples = (0..40_000)
+            .map(|i| Sample {
+                location_ids: vec![],
+                values: vec![1, i],
+                labels: vec![],
+            })
+            .collect();
+        let parts = within_limits(&p).unwrap();
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|x| x.samples.len() <= MAX_SAMPLES));
+        let w: u64 = parts.iter().map(Profile::total_weight).sum();
+        assert_eq!(w, p.total_weight());
+    }
+
+    #[test]
+    fn labels_stay_within_thirty() {
+        let mut series = crate::sink::Series {
+            service: "s".into(),
+            ..Default::default()
+        };
+        for i in 0..40 {
+            series.labels.insert(format!("a{i:02}"), "v".into());
+        }
+        let p = Payload {
+            seq: 1,
+            series,
+            pprof: vec![],
+            start: std::time::SystemTime::now(),
+            duration: Duration::ZERO,
+            weight_ns: 0,
+            queued: Instant::now(),
+        };
+        let l = labels(&p);
+        assert_eq!(l.len(), MAX_LABELS);
+        assert!(l.iter().any(|(k, _)| k == "service_name"));
+        assert!(l.iter().any(|(k, _)| k == "__name__"));
     }
 }
