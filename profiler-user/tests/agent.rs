@@ -136,8 +136,14 @@ fn hotloop(version: &str, mode: &str, seconds: u32) -> Option<(Child, u32)> {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let pid = line.trim().strip_prefix("ready ")?.parse().ok()?;
-    Some((child, pid))
+    match line.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()) {
+        Some(pid) => Some((child, pid)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    }
 }
 
 /// `go tool pprof ARGS` with Go `version`: stdout.
