@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use gprof_bpf::agent::config::{AgentConfig, DirectorySinkConfig, LogFormat, PyroscopeSinkConfig};
+use gprof_bpf::agent::config::{
+    AgentConfig, DirectorySinkConfig, LogFormat, OtlpSinkConfig, PyroscopeSinkConfig,
+};
 use gprof_bpf::sink::pyroscope::PyroscopeApi;
 
 #[derive(Args, Debug, Clone, Default)]
@@ -41,6 +43,18 @@ pub struct AgentArgs {
     /// Example: --pyroscope-api ingest
     #[arg(long, env = "GPROF_BPF_PYROSCOPE_API", value_name = "API")]
     pub pyroscope_api: Option<PyroscopeApi>,
+    /// Export to an OTLP profiles receiver over HTTP/protobuf (repeatable).
+    /// Example: --otlp http://collector:4318
+    #[arg(
+        long,
+        env = "GPROF_BPF_OTLP",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub otlp: Vec<String>,
+    /// The OTLP-Profiles-Development-Version header for --otlp. Example: --otlp-development-version 1
+    #[arg(long, env = "GPROF_BPF_OTLP_DEVELOPMENT_VERSION", value_name = "N")]
+    pub otlp_development_version: Option<u32>,
     /// Also write pprof files, one per service and window, under DIR.
     /// Example: --directory /var/lib/gprof-bpf/profiles
     #[arg(long, env = "GPROF_BPF_DIRECTORY", value_name = "DIR")]
@@ -102,6 +116,13 @@ impl AgentArgs {
                     p.api = a;
                 }
             }
+        }
+        for url in &self.otlp {
+            c.otlp.push(OtlpSinkConfig {
+                endpoint: url.clone(),
+                development_version: self.otlp_development_version,
+                ..Default::default()
+            });
         }
         if let Some(d) = &self.directory {
             c.directory.push(DirectorySinkConfig {

@@ -136,7 +136,11 @@ fn hotloop(version: &str, mode: &str, seconds: u32) -> Option<(Child, u32)> {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    match line.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()) {
+    match line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+    {
         Some(pid) => Some((child, pid)),
         None => {
             let _ = child.kill();

@@ -66,6 +66,7 @@ pub struct AgentConfig {
     pub relabel: Vec<Relabel>,
     pub http: HttpServer,
     pub pyroscope: Vec<PyroscopeSinkConfig>,
+    pub otlp: Vec<OtlpSinkConfig>,
     pub directory: Vec<DirectorySinkConfig>,
 }
 
@@ -82,6 +83,7 @@ impl Default for AgentConfig {
             relabel: Vec::new(),
             http: HttpServer::default(),
             pyroscope: Vec::new(),
+            otlp: Vec::new(),
             directory: Vec::new(),
         }
     }
@@ -319,6 +321,18 @@ pub struct PyroscopeSinkConfig {
     pub queue: Queue,
 }
 
+/// An OTLP profiles receiver over HTTP/protobuf (an OpenTelemetry Collector, or a backend).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpSinkConfig {
+    /// Base URL, e.g. `http://collector:4318`; `/v1development/profiles` is added.
+    pub endpoint: String,
+    /// The `OTLP-Profiles-Development-Version` header; unset: not sent (receivers assume 1).
+    pub development_version: Option<u32>,
+    pub http: Endpoint,
+    pub queue: Queue,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DirectorySinkConfig {
@@ -413,6 +427,22 @@ impl AgentConfig {
                 ));
             }
         }
+        for (i, o) in self.otlp.iter().enumerate() {
+            let key = format!("otlp[{i}]");
+            let url = reqwest::Url::parse(&o.endpoint).map_err(|e| {
+                invalid(&format!("{key}.endpoint"), format!("{:?}: {e}", o.endpoint))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(&format!("{key}.endpoint"), "must be http or https"));
+            }
+            o.http.validate(&format!("{key}.http"))?;
+            if o.queue.max_profiles == 0 || o.queue.max_mib == 0 {
+                return Err(invalid(
+                    &format!("{key}.queue"),
+                    "a queue must hold something",
+                ));
+            }
+        }
         for (i, d) in self.directory.iter().enumerate() {
             if d.path.as_os_str().is_empty() {
                 return Err(invalid(&format!("directory[{i}].path"), "required"));
@@ -424,8 +454,13 @@ impl AgentConfig {
     /// The effective configuration as TOML (secrets are references; header values masked).
     pub fn effective(&self) -> String {
         let mut shown = self.clone();
-        for p in &mut shown.pyroscope {
-            for v in p.http.headers.values_mut() {
+        let headers = shown
+            .pyroscope
+            .iter_mut()
+            .map(|p| &mut p.http.headers)
+            .chain(shown.otlp.iter_mut().map(|o| &mut o.http.headers));
+        for h in headers {
+            for v in h.values_mut() {
                 *v = "<masked>".into();
             }
         }

@@ -17,6 +17,7 @@ use config::{AgentConfig, ConfigError};
 use crate::pipeline::{Pipeline, PipelineError, PipelineOptions, RunUntilStopped};
 use crate::sampler::{Sampler, SamplerError, SamplerOptions};
 use crate::sink::dir::{DirCaps, DirSink};
+use crate::sink::otlp::{OtlpOptions, OtlpSink};
 use crate::sink::pyroscope::{PyroscopeOptions, PyroscopeSink};
 use crate::sink::{Sink, SinkError};
 
@@ -96,6 +97,26 @@ fn sinks(c: &AgentConfig) -> Result<(Vec<Box<dyn Sink>>, metrics::NamedStats), A
         stats.push((name, sink.stats()));
         sinks.push(Box::new(sink));
     }
+    for (i, o) in c.otlp.iter().enumerate() {
+        let key = format!("otlp[{i}]");
+        let http = o.http.resolve(&format!("{key}.http"))?;
+        let name = if c.otlp.len() == 1 {
+            "otlp".to_string()
+        } else {
+            key
+        };
+        let sink = OtlpSink::new(
+            &name,
+            OtlpOptions {
+                endpoint: o.endpoint.clone(),
+                dev_version: o.development_version,
+                http,
+                queue: o.queue.options(c.shutdown_timeout),
+            },
+        )?;
+        stats.push((name, sink.stats()));
+        sinks.push(Box::new(sink));
+    }
     for d in &c.directory {
         sinks.push(Box::new(DirSink::with_caps(
             d.path.clone(),
@@ -113,7 +134,7 @@ async fn run_once(c: &AgentConfig, file: Option<&std::path::Path>) -> Result<End
     let (sinks, sink_stats) = sinks(c)?;
     if sinks.is_empty() {
         log::warn!(
-            "no sink configured: profiles are made and dropped (see --pyroscope, --directory)"
+            "no sink configured: profiles are made and dropped (see --pyroscope, --otlp, --directory)"
         );
     }
     let sampler = Sampler::start(&SamplerOptions {

@@ -5,6 +5,7 @@
 
 pub mod dir;
 pub mod http;
+pub mod otlp;
 pub mod pyroscope;
 pub mod queue;
 
