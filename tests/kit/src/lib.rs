@@ -13,6 +13,7 @@ pub mod callers;
 pub mod go;
 pub mod matrix;
 pub mod oracle;
+pub mod receivers;
 
 use std::fmt::Display;
 use std::io::Write as _;
