@@ -274,6 +274,20 @@ impl Registry {
                     None
                 }
             };
+        let known = self.processes.get(&pid).map(|p| p.generation);
+        if known.is_some_and(|g| generation > g) {
+            // An exec: the new image may be another program, in another cgroup (a wrapper
+            // that joins a cgroup and execs, as systemd and container runtimes do).
+            let read_env = self.read_service_env;
+            let source = &mut self.source;
+            if let Some(p) = self.processes.get_mut(&pid) {
+                p.info.exe = source.exe(pid);
+                p.info.cgroup = source.cgroup(pid);
+                if read_env {
+                    p.info.service_env = source.environ(pid).and_then(|e| service_from_environ(&e));
+                }
+            }
+        }
         let process = self.insert_process(pid, Some(start));
         process.generation = process.generation.max(generation);
         if let Some(s) = &snapshot {
