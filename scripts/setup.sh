@@ -25,7 +25,7 @@ fi
 need_pkgs=()
 for p in build-essential pkg-config llvm-${LLVM_MAJOR}-dev clang-${LLVM_MAJOR} llvm-${LLVM_MAJOR} \
          lld-${LLVM_MAJOR} zlib1g-dev libzstd-dev golang-1.19-go unzip python3-pip binutils \
-         systemd dpkg-dev; do
+         ca-certificates systemd dpkg-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -84,5 +84,16 @@ for v in $GO_VERSIONS; do
   chmod +x "$GO_ROOTS/$v.partial/bin/"* "$GO_ROOTS/$v.partial/pkg/tool/"*/* 2>/dev/null || true
   mv "$GO_ROOTS/$v.partial" "$GO_ROOTS/$v"
   rm -rf "$tmp"
+done
+# The test receivers (tests/receivers/*) are built from the backends' published Go modules:
+# fetch them now through the Go module proxy ($GOPROXY or Go's default, proxy.golang.org),
+# checked against the committed go.sum, into the module cache the tests use
+# (tests/kit/src/go.rs: $CARGO_TARGET_DIR/go-cache/gopath), so a machine without the proxy
+# fails here, early. The first time: ~30 s and ~500 MB; later runs find them.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+target="${CARGO_TARGET_DIR:-$repo/target}"
+for m in "$repo"/tests/receivers/*/; do
+  (cd "$m" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly GOPATH="$target/go-cache/gopath" \
+     "$GO_ROOTS/1.27.3/bin/go" mod download) || { echo "go mod download failed in $m" >&2; exit 1; }
 done
 log "ready: bpf-linker $BPF_LINKER_VERSION, Go in $GO_ROOTS ($(ls "$GO_ROOTS" | tr '\n' ' '))"

@@ -763,6 +763,7 @@ pub fn replay(
     let unanswered = source.unanswered();
     let mut pipeline = Pipeline::new(
         PipelineOptions {
+            memory_limit: None,
             frequency_hz: h.frequency_hz,
             window: h.window_ms.map(Duration::from_millis),
             keep_total: h.keep_total,

@@ -192,6 +192,7 @@ pub async fn run_with(
         sinks.push(Box::new(DirSink::new(dir.clone())?));
     }
     let pipeline_opts = PipelineOptions {
+        memory_limit: None,
         frequency_hz: opts.frequency_hz,
         window: opts.window,
         keep_total: opts.keep_total,

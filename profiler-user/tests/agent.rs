@@ -138,3 +138,37 @@ fn windows_per_service_add_up_to_the_kernels_cpu_time() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Over its memory limit the agent drops windows (and says so) instead of growing.
+#[test]
+fn over_the_memory_limit_windows_are_shed_and_counted() {
+    if !gprof_testkit::require_root() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gprof-agent-shed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("agent.toml");
+    // 1 MiB: below any real resident size.
+    std::fs::write(&conf, "[limits]\nmemory_mib = 1\n").unwrap();
+    let out = dir.join("profiles");
+    let agent = Agent::start(
+        free_port("127.0.0.1"),
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--window",
+            "1s",
+            "--directory",
+            out.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let m = metrics(agent.addr);
+    let log = agent.stop();
+    assert!(m["gprof_bpf_windows_shed_total"] >= 2.0, "{m:?}");
+    assert!(log.contains("over the limit"), "{log}");
+    let written = std::fs::read_dir(&out).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "windows were written over the limit");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

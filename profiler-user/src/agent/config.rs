@@ -61,6 +61,7 @@ pub struct AgentConfig {
     /// How long SIGTERM waits for the sinks to deliver what is queued.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    pub limits: Limits,
     pub select: Select,
     pub labels: Labels,
     pub relabel: Vec<Relabel>,
@@ -78,6 +79,7 @@ impl Default for AgentConfig {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             shutdown_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
             select: Select::default(),
             labels: Labels::default(),
             relabel: Vec::new(),
@@ -86,6 +88,21 @@ impl Default for AgentConfig {
             otlp: Vec::new(),
             directory: Vec::new(),
         }
+    }
+}
+
+/// What the agent allows itself, so that it never hurts its host.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Resident memory cap, MiB (0: none): over it at a window's end, the window is dropped
+    /// (counted in `gprof_bpf_windows_shed_total`, logged) and the caches are emptied.
+    pub memory_mib: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_mib: 200 }
     }
 }
 

@@ -96,6 +96,13 @@ pub fn render(src: &Sources) -> String {
     let _ = writeln!(o, "gprof_bpf_processes {}", p.processes);
     family(&mut o, "gprof_bpf_windows_total", "counter", "Windows cut.");
     let _ = writeln!(o, "gprof_bpf_windows_total {}", p.windows);
+    family(
+        &mut o,
+        "gprof_bpf_windows_shed_total",
+        "counter",
+        "Windows dropped because the agent was over its memory limit.",
+    );
+    let _ = writeln!(o, "gprof_bpf_windows_shed_total {}", p.windows_shed);
     /// Name, type, help, and how to read it.
     type PerSink = (
         &'static str,

@@ -147,6 +147,7 @@ async fn run_once(c: &AgentConfig, file: Option<&std::path::Path>) -> Result<End
     })?;
     let mut pipeline = Pipeline::new(
         PipelineOptions {
+            memory_limit: (c.limits.memory_mib > 0).then_some(c.limits.memory_mib << 20),
             frequency_hz: c.frequency_hz,
             window: Some(c.window),
             keep_total: false,

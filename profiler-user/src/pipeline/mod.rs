@@ -121,6 +121,15 @@ impl Feed for LiveFeed<'_> {
     }
 }
 
+/// This process's resident set size (`/proc/self/statm`).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    Some(pages * page)
+}
+
 /// Never stops by itself (the caller stops the sampler).
 pub struct RunUntilStopped;
 
@@ -131,6 +140,9 @@ impl Control for RunUntilStopped {
 }
 
 pub struct PipelineOptions {
+    /// Over this resident size at a window's end, the window is dropped (and counted) and the
+    /// caches emptied instead of symbolizing it: the agent must not hurt its host.
+    pub memory_limit: Option<u64>,
     pub frequency_hz: u64,
     /// Cut a window this often; None: one window for the whole run.
     pub window: Option<Duration>,
@@ -157,6 +169,8 @@ pub struct PipelineStats {
     pub stacks: usize,
     /// Processes the registry tracks now.
     pub processes: usize,
+    /// Windows not emitted because the process was over its memory limit.
+    pub windows_shed: u64,
 }
 
 pub struct Pipeline {
@@ -358,7 +372,26 @@ impl Pipeline {
         window.duration = self.window_started.elapsed();
         self.window_started = Instant::now();
         self.stats.windows += 1;
-        if !self.sinks.is_empty() && !window.is_empty() {
+        let rss = self.opts.memory_limit.and_then(|_| resident_bytes());
+        if let (Some(limit), Some(rss)) = (self.opts.memory_limit, rss)
+            && rss > limit
+        {
+            self.stats.windows_shed += 1;
+            log::warn!(
+                "resident memory {} MiB is over the limit of {} MiB: window {} dropped ({} samples), caches emptied",
+                rss >> 20,
+                limit >> 20,
+                window.seq,
+                window.total.count
+            );
+            self.symbolizer.clear_cache();
+            if self.active_taps.is_empty() && self.total.is_none() {
+                self.stacks.clear();
+            }
+            self.registry.objects.evict_unused();
+            // SAFETY: malloc_trim only releases free heap pages; no pointer is involved.
+            unsafe { libc::malloc_trim(0) };
+        } else if !self.sinks.is_empty() && !window.is_empty() {
             self.stats.windows_written += 1;
             self.emit(&window)?;
         }

@@ -218,6 +218,12 @@ impl Symbolizer {
         }
     }
 
+    /// Forgets every cached frame (memory pressure).
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+        self.scratch = Vec::new();
+    }
+
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             hits: self.hits,
