@@ -17,8 +17,8 @@ use config::{AgentConfig, ConfigError};
 use crate::pipeline::{Pipeline, PipelineError, PipelineOptions, RunUntilStopped};
 use crate::sampler::{Sampler, SamplerError, SamplerOptions};
 use crate::sink::dir::{DirCaps, DirSink};
-use crate::sink::otlp::{OtlpOptions, OtlpSink};
-use crate::sink::pyroscope::{PyroscopeOptions, PyroscopeSink};
+use crate::sink::otlp::OtlpOptions;
+use crate::sink::pyroscope::PyroscopeOptions;
 use crate::sink::{Sink, SinkError};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +83,7 @@ fn sinks(c: &AgentConfig) -> Result<(Vec<Box<dyn Sink>>, metrics::NamedStats), A
         } else {
             key
         };
-        let sink = PyroscopeSink::new(
+        let sink = crate::sink::pyroscope::sink(
             &name,
             PyroscopeOptions {
                 url: p.url.clone(),
@@ -105,7 +105,7 @@ fn sinks(c: &AgentConfig) -> Result<(Vec<Box<dyn Sink>>, metrics::NamedStats), A
         } else {
             key
         };
-        let sink = OtlpSink::new(
+        let sink = crate::sink::otlp::sink(
             &name,
             OtlpOptions {
                 endpoint: o.endpoint.clone(),

@@ -18,8 +18,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
 use super::http::HttpOptions;
-use super::queue::{Delivery, Outcome, Payload, QueueOptions, SinkStats, Transport};
-use super::{SeriesProfile, Sink, SinkError};
+use super::queue::{NetworkSink, Outcome, Payload, QueueOptions, Transport};
+use super::{SeriesProfile, SinkError};
 use crate::profile::LabelValue;
 
 #[derive(Clone, Debug)]
@@ -32,56 +32,31 @@ pub struct OtlpOptions {
     pub queue: QueueOptions,
 }
 
-pub struct OtlpSink {
-    name: String,
-    delivery: Delivery,
+/// An OTLP sink: a [`NetworkSink`] with the HTTP/protobuf transport.
+pub fn sink(name: &str, o: OtlpOptions) -> Result<NetworkSink, SinkError> {
+    let transport = HttpTransport {
+        client: o.http.client()?,
+        o: o.clone(),
+    };
+    Ok(NetworkSink::new(name, o.queue, Box::new(transport), encode))
 }
 
-impl OtlpSink {
-    pub fn new(name: &str, o: OtlpOptions) -> Result<Self, SinkError> {
-        let transport = HttpTransport {
-            client: o.http.client()?,
-            o: o.clone(),
-        };
-        Ok(OtlpSink {
-            name: name.to_string(),
-            delivery: Delivery::start(name, o.queue, Box::new(transport)),
-        })
-    }
-
-    pub fn stats(&self) -> std::sync::Arc<SinkStats> {
-        self.delivery.stats()
-    }
-}
-
-impl Sink for OtlpSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn profile(&mut self, p: &SeriesProfile<'_>) -> Result<(), SinkError> {
-        let request = export_request(p);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&request.encode_to_vec())
-            .and_then(|()| gz.flush())
-            .map_err(|e| SinkError::Encode(e.to_string()))?;
-        let body = gz.finish().map_err(|e| SinkError::Encode(e.to_string()))?;
-        self.delivery.push(Payload {
-            seq: p.seq,
-            series: p.series.clone(),
-            pprof: body,
-            start: p.profile.start_time,
-            duration: p.profile.duration,
-            weight_ns: p.profile.total_weight(),
-            queued: Instant::now(),
-        });
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), SinkError> {
-        self.delivery.finish();
-        Ok(())
-    }
+/// The export request, gzipped.
+fn encode(p: &SeriesProfile<'_>) -> Result<Vec<Payload>, SinkError> {
+    let request = export_request(p);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&request.encode_to_vec())
+        .map_err(|e| SinkError::Encode(e.to_string()))?;
+    let body = gz.finish().map_err(|e| SinkError::Encode(e.to_string()))?;
+    Ok(vec![Payload {
+        seq: p.seq,
+        series: p.series.clone(),
+        pprof: body,
+        start: p.profile.start_time,
+        duration: p.profile.duration,
+        weight_ns: p.profile.total_weight(),
+        queued: Instant::now(),
+    }])
 }
 
 fn string_value(s: &str) -> Option<AnyValue> {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use prost::Message;
 
 use super::http::HttpOptions;
-use super::queue::{Delivery, Outcome, Payload, QueueOptions, SinkStats, Transport};
-use super::{SeriesProfile, Sink, SinkError};
+use super::queue::{NetworkSink, Outcome, Payload, QueueOptions, Transport};
+use super::{SeriesProfile, SinkError};
 use crate::profile::Profile;
 
 /// `push.v1.PushRequest` and friends (grafana/pyroscope `api/push/v1/push.proto`,
@@ -74,54 +74,32 @@ pub struct PyroscopeOptions {
     pub frequency_hz: u64,
 }
 
-pub struct PyroscopeSink {
-    name: String,
-    delivery: Delivery,
+/// A Pyroscope sink: a [`NetworkSink`] with the push (or ingest) transport.
+pub fn sink(name: &str, o: PyroscopeOptions) -> Result<NetworkSink, SinkError> {
+    let transport = PushTransport {
+        client: o.http.client()?,
+        o: o.clone(),
+    };
+    Ok(NetworkSink::new(name, o.queue, Box::new(transport), encode))
 }
 
-impl PyroscopeSink {
-    pub fn new(name: &str, o: PyroscopeOptions) -> Result<Self, SinkError> {
-        let transport = PushTransport {
-            client: o.http.client()?,
-            o: o.clone(),
-        };
-        Ok(PyroscopeSink {
-            name: name.to_string(),
-            delivery: Delivery::start(name, o.queue, Box::new(transport)),
-        })
-    }
-
-    pub fn stats(&self) -> std::sync::Arc<SinkStats> {
-        self.delivery.stats()
-    }
-}
-
-impl Sink for PyroscopeSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn profile(&mut self, p: &SeriesProfile<'_>) -> Result<(), SinkError> {
-        for part in within_limits(p.profile)? {
-            let pprof =
-                crate::report::encode_pprof(&part).map_err(|e| SinkError::Encode(e.to_string()))?;
-            self.delivery.push(Payload {
+/// Gzipped pprof, split within Pyroscope's limits.
+fn encode(p: &SeriesProfile<'_>) -> Result<Vec<Payload>, SinkError> {
+    within_limits(p.profile)?
+        .iter()
+        .map(|part| {
+            Ok(Payload {
                 seq: p.seq,
                 series: p.series.clone(),
-                pprof,
+                pprof: crate::report::encode_pprof(part)
+                    .map_err(|e| SinkError::Encode(e.to_string()))?,
                 start: part.start_time,
                 duration: part.duration,
                 weight_ns: part.total_weight(),
                 queued: Instant::now(),
-            });
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), SinkError> {
-        self.delivery.finish();
-        Ok(())
-    }
+            })
+        })
+        .collect()
 }
 
 /// Pyroscope's default limits per profile (`validation.max-profile-stacktrace-samples`,

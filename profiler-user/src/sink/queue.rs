@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::Series;
+use super::{Series, SeriesProfile, Sink, SinkError};
 
 /// One encoded profile waiting to be sent.
 #[derive(Clone, Debug)]
@@ -268,6 +268,54 @@ impl Drop for Delivery {
         if self.worker.is_some() {
             self.finish();
         }
+    }
+}
+
+/// How a network sink turns one series' profile into payloads (one, or several within a
+/// backend's limits).
+pub type Encode = fn(&SeriesProfile<'_>) -> Result<Vec<Payload>, SinkError>;
+
+/// A network sink: encodes on the pipeline's thread, delivers on its own.
+pub struct NetworkSink {
+    name: String,
+    delivery: Delivery,
+    encode: Encode,
+}
+
+impl NetworkSink {
+    pub fn new(
+        name: &str,
+        queue: QueueOptions,
+        transport: Box<dyn Transport>,
+        encode: Encode,
+    ) -> NetworkSink {
+        NetworkSink {
+            name: name.to_string(),
+            delivery: Delivery::start(name, queue, transport),
+            encode,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<SinkStats> {
+        self.delivery.stats()
+    }
+}
+
+impl Sink for NetworkSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn profile(&mut self, p: &SeriesProfile<'_>) -> Result<(), SinkError> {
+        for payload in (self.encode)(p)? {
+            self.delivery.push(payload);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.delivery.finish();
+        Ok(())
     }
 }
 
