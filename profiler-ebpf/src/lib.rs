@@ -155,6 +155,10 @@ pub enum Control {
     /// period): the weight of a sample when the time since the last firing is unknown or
     /// implausible, and the bound of what is plausible.
     PeriodNanos = 4,
+    /// k ≥ 2: the timer runs k× faster than the sampling rate and the kernel keeps each
+    /// firing with probability 1/k, weighted k × the time since the previous firing
+    /// (0 or 1: keep every firing). Decorrelates the samples of one jitter draw.
+    Thinning = 5,
 }
 pub const CONTROL_SLOTS: u32 = 8;
 

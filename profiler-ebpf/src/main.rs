@@ -24,7 +24,7 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_NOEXIST, bpf_perf_event_data, pt_regs},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_prandom_u32, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs,
     },
     macros::{map, perf_event, raw_tracepoint, tracepoint},
@@ -106,7 +106,19 @@ fn bump(stat: Stat) {
 pub fn sample(ctx: PerfEventContext) -> u32 {
     bump(Stat::Events);
     // Before any filter: every firing ends the interval the next one is weighted by.
-    let weight = elapsed_since_last_firing();
+    let mut weight = elapsed_since_last_firing();
+    // Thinning: keep 1 firing in k at random. The weight k × (time since the last firing)
+    // is unbiased (the choice is independent of what runs) and as steady as the timer;
+    // the time since the last *kept* firing would add the geometric spread of the gaps to
+    // every weight and cost the shares about as much as thinning gains.
+    let k = control(Control::Thinning);
+    if k > 1 {
+        // SAFETY: a helper without arguments.
+        if unsafe { bpf_get_prandom_u32() } % k != 0 {
+            return 0;
+        }
+        weight *= u64::from(k);
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
