@@ -66,8 +66,9 @@ pub const EVENT_KIND_CPU: u32 = 0;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SampleValue {
     pub count: u64,
-    /// Sum of the sampling periods of these samples, in nanoseconds: the CPU time they stand
-    /// for (the period varies when it is jittered).
+    /// CPU time these samples stand for, in nanoseconds: per sample, the time since the
+    /// previous firing of the perf event on its CPU (measured, so the part of a period cut
+    /// short by a jitter restart is not lost), else the configured period.
     pub weight_ns: u64,
 }
 
@@ -150,9 +151,14 @@ pub enum Control {
     ForkChildPidOffset = 2,
     /// Non-zero: the thread id is part of the key (`--threads`).
     Threads = 3,
-    /// The current sampling period in nanoseconds: the weight of each sample (userspace
-    /// updates it when it jitters the period).
+    /// The current sampling period in nanoseconds (userspace updates it when it jitters the
+    /// period): the weight of a sample when the time since the last firing is unknown or
+    /// implausible, and the bound of what is plausible.
     PeriodNanos = 4,
+    /// k ≥ 2: the timer runs k× faster than the sampling rate and the kernel keeps each
+    /// firing with probability 1/k, weighted k × the time since the previous firing
+    /// (0 or 1: keep every firing). Decorrelates the samples of one jitter draw.
+    Thinning = 5,
 }
 pub const CONTROL_SLOTS: u32 = 8;
 

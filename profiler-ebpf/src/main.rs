@@ -24,8 +24,8 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_NOEXIST, bpf_perf_event_data, pt_regs},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_kernel,
-        bpf_probe_read_user, generated::bpf_task_pt_regs,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_prandom_u32, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs,
     },
     macros::{map, perf_event, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
@@ -52,6 +52,10 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 /// Per-CPU scratch for the stack being walked (too large for the 512-byte BPF stack).
 #[map]
 static SCRATCH: PerCpuArray<UserStack> = PerCpuArray::with_max_entries(1, 0);
+/// Per CPU: `bpf_ktime_get_ns` at the last firing of the perf event on this CPU (any process,
+/// idle included), 0 before the first. A sample's weight is the time since then.
+#[map]
+static LAST_FIRING: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// What to keep of `[SP]`/`[SP+8]` per (process image, IP), learned by userspace from pcsp.
 #[map]
 static FRAME0_RULES: LruHashMap<Frame0Key, u32> = LruHashMap::with_max_entries(MAX_FRAME0_RULES, 0);
@@ -101,6 +105,20 @@ fn bump(stat: Stat) {
 #[perf_event]
 pub fn sample(ctx: PerfEventContext) -> u32 {
     bump(Stat::Events);
+    // Before any filter: every firing ends the interval the next one is weighted by.
+    let mut weight = elapsed_since_last_firing();
+    // Thinning: keep 1 firing in k at random. The weight k × (time since the last firing)
+    // is unbiased (the choice is independent of what runs) and as steady as the timer;
+    // the time since the last *kept* firing would add the geometric spread of the gaps to
+    // every weight and cost the shares about as much as thinning gains.
+    let k = control(Control::Thinning);
+    if k > 1 {
+        // SAFETY: a helper without arguments.
+        if unsafe { bpf_get_prandom_u32() } % k != 0 {
+            return 0;
+        }
+        weight *= u64::from(k);
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
@@ -120,7 +138,7 @@ pub fn sample(ctx: PerfEventContext) -> u32 {
             long_stacks: &LONG_STACKS_0,
             kernel_stacks: &KERNEL_STACKS_0,
         };
-        record(&ctx, tgid, tid, generation, &set);
+        record(&ctx, tgid, tid, generation, weight, &set);
     } else {
         let set = MapSet {
             counts: &COUNTS_1,
@@ -128,7 +146,7 @@ pub fn sample(ctx: PerfEventContext) -> u32 {
             long_stacks: &LONG_STACKS_1,
             kernel_stacks: &KERNEL_STACKS_1,
         };
-        record(&ctx, tgid, tid, generation, &set);
+        record(&ctx, tgid, tid, generation, weight, &set);
     }
     0
 }
@@ -155,13 +173,47 @@ fn user_regs(ctx: &PerfEventContext) -> Option<(pt_regs, bool)> {
     Some((saved, true))
 }
 
+/// The CPU time this firing stands for: the time since the previous firing on this CPU (a
+/// per-CPU cpu-clock event fires on wall time, idle included), and records this one.
+///
+/// Measured rather than the configured period because a period change (jitter,
+/// PERF_EVENT_IOC_PERIOD) restarts the timer with a full new period: the elapsed part of the
+/// old one is never sampled, and weighting by the period lost it (~10 % at 99 Hz). Measured,
+/// it is carried by the next sample's weight.
+///
+/// Falls back to the configured period on the first firing and on an implausible gap: more
+/// than [`MAX_GAP_PERIODS`] current periods (the event was disabled and re-enabled, the CPU was
+/// offline, the clock read went wrong). A restart gap is at most the longest jittered period
+/// (2× the mean at ±50 %) plus a new one; even against the shortest current period (2/3 of the
+/// mean) that is 4 periods, so 8 leaves room for timer latency and never cuts a real interval.
+#[inline(always)]
+fn elapsed_since_last_firing() -> u64 {
+    let period = u64::from(control(Control::PeriodNanos));
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(last) = LAST_FIRING.get_ptr_mut(0) else {
+        return period;
+    };
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU (perf programs do not nest).
+    let prev = unsafe { core::mem::replace(&mut *last, now) };
+    let gap = now.wrapping_sub(prev);
+    if prev == 0 || gap == 0 || gap > MAX_GAP_PERIODS * period {
+        period
+    } else {
+        gap
+    }
+}
+
+/// See [`elapsed_since_last_firing`].
+const MAX_GAP_PERIODS: u64 = 8;
+
 #[inline(always)]
 fn mix(h: u64, v: u64) -> u64 {
     (h ^ v).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15
 }
 
 #[inline(always)]
-fn record(ctx: &PerfEventContext, tgid: u32, tid: u32, generation: u32, set: &MapSet) {
+fn record(ctx: &PerfEventContext, tgid: u32, tid: u32, generation: u32, weight: u64, set: &MapSet) {
     let counts = set.counts;
     let mut key = SampleKey {
         tgid,
@@ -203,7 +255,6 @@ fn record(ctx: &PerfEventContext, tgid: u32, tid: u32, generation: u32, set: &Ma
         }
         None => bump(Stat::NoUserContext),
     }
-    let weight = u64::from(control(Control::PeriodNanos));
     // Several CPUs may count into one entry (the thread id is not in the key by default), so
     // the adds are atomic; two CPUs inserting the same new key race on BPF_NOEXIST, and the
     // loser adds into the winner's entry.

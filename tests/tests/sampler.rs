@@ -175,6 +175,16 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
+/// Sum of the sample weights (the `nanoseconds` column), seconds.
+fn weight_seconds(p: &Profile) -> f64 {
+    let col = p
+        .sample_types
+        .iter()
+        .position(|t| t.unit == "nanoseconds")
+        .expect("a nanoseconds column");
+    p.samples.iter().map(|s| s.values[col]).sum::<i64>() as f64 / 1e9
+}
+
 fn total(p: &Profile) -> i64 {
     p.samples.iter().map(|s| s.values[0]).sum()
 }
@@ -190,24 +200,33 @@ fn cpu_bound_program_hot_functions() {
     let target = start(&bin, "cpu", 8.0);
     let seconds = 3.0;
     let cpu_before = cpu_seconds(target.pid);
+    let wall = Instant::now();
     let p = record(options(vec![target.pid], seconds));
     let cpu = cpu_seconds(target.pid) - cpu_before;
+    eprintln!("record() took {:.3}s", wall.elapsed().as_secs_f64());
     let n = total(&p);
     let a = leaf_in(&p, &sym, "main.hotA", None);
     let b = leaf_in(&p, &sym, "main.hotB", None);
     let expected = 99.0 * cpu;
+    let weight = weight_seconds(&p);
     eprintln!(
         "cpu: {n} samples in {:.2}s = {:.1}/s; the target used {cpu:.2} CPU-s, so 99 Hz predicts {expected:.0} \
-         samples ({:.1}% of that); hotA {a}, hotB {b}",
+         samples ({:.1}% of that); weights {weight:.3} s ({:.1}% of the CPU time); hotA {a}, hotB {b}",
         p.duration.as_secs_f64(),
         n as f64 / p.duration.as_secs_f64(),
-        100.0 * n as f64 / expected
+        100.0 * n as f64 / expected,
+        100.0 * weight / cpu
     );
-    // The kernel samples the CPU clock: every 1/99 s of the target's CPU time is one sample
-    // (up to the scheduler tick granularity of /proc's CPU accounting).
+    // The weights are the measured time between firings of the CPU clock, so they add up to
+    // the target's CPU time (up to the scheduler tick granularity of /proc's accounting). The
+    // count does not quite: each jitter re-draw restarts the timer (~2 % fewer samples) and
+    // thinning keeps firings at random. The bounds are loose on purpose: `cpu` spans all of
+    // record() (load and stop included, 0.5–1.5 s more than the 3 s sampled on a loaded
+    // machine), so the ratio measured 82–96 % (counts 79–97 %) under load 4–5 on 2 CPUs; it
+    // says more about the window than about the weights, and does not justify tighter bounds.
     assert!(
-        (n as f64) >= 0.85 * expected && (n as f64) <= 1.15 * expected + 5.0,
-        "{n} samples for {cpu:.2} CPU-s"
+        weight >= 0.85 * cpu && weight <= 1.15 * cpu + 0.05,
+        "weights {weight:.3} s for {cpu:.2} CPU-s ({n} samples)"
     );
     assert!(
         (a + b) as f64 >= 0.9 * n as f64,
