@@ -80,3 +80,18 @@ impl HttpOptions {
         r
     }
 }
+
+/// A request that got no answer: retried, with the reason counted.
+pub fn transport_error(e: &reqwest::Error) -> super::queue::Outcome {
+    let reason = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "transport"
+    };
+    super::queue::Outcome::Retry {
+        reason: reason.into(),
+        after: None,
+    }
+}

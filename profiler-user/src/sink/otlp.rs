@@ -343,16 +343,7 @@ impl Transport for HttpTransport {
         }
         match self.o.http.apply(req).send() {
             Ok(r) => outcome(r),
-            Err(e) => Outcome::Retry {
-                reason: if e.is_timeout() {
-                    "timeout".into()
-                } else if e.is_connect() {
-                    "connect".into()
-                } else {
-                    "transport".into()
-                },
-                after: None,
-            },
+            Err(e) => super::http::transport_error(&e),
         }
     }
 }

@@ -210,20 +210,6 @@ fn outcome(r: reqwest::blocking::Response) -> Outcome {
     }
 }
 
-fn transport_error(e: reqwest::Error) -> Outcome {
-    let reason = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "transport"
-    };
-    Outcome::Retry {
-        reason: reason.into(),
-        after: None,
-    }
-}
-
 /// A label value as the `/ingest` labelset syntax allows it (no escaping exists).
 fn ingest_value(v: &str) -> String {
     v.replace([',', '{', '}', '='], "_")
@@ -284,7 +270,7 @@ impl Transport for PushTransport {
         req = req.header("Connect-Timeout-Ms", timeout.as_millis().to_string());
         match req.send() {
             Ok(r) => outcome(r),
-            Err(e) => transport_error(e),
+            Err(e) => super::http::transport_error(&e),
         }
     }
 }
