@@ -11,6 +11,7 @@
 pub mod addr2line;
 pub mod agent;
 pub mod capture;
+pub mod goruntime;
 pub mod pipeline;
 pub mod process;
 pub mod profile;

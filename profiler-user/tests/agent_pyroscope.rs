@@ -220,7 +220,7 @@ fn sigterm_flushes_the_backlog_within_the_deadline() {
     let Some(recv) = receiver("flush") else {
         return;
     };
-    let Some((mut target, _)) = hotloop(&v, "cpu", 30) else {
+    let Some((mut target, _)) = hotloop(&v, "cpu", 60) else {
         gprof_testkit::skip!("hotloop did not start");
     };
     recv.delay(Duration::from_millis(1500)).unwrap();
@@ -238,21 +238,39 @@ fn sigterm_flushes_the_backlog_within_the_deadline() {
             "25s",
         ],
     );
-    std::thread::sleep(Duration::from_secs(8));
-    let queued = metrics(agent.addr)["gprof_bpf_queue_profiles{sink=\"pyroscope\"}"];
+    // Wait for a real backlog rather than a fixed time: how soon the first window is cut
+    // depends on how long loading the eBPF program takes on this machine.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let queue = "gprof_bpf_queue_profiles{sink=\"pyroscope\"}";
+    let mut queued = 0.0;
+    while Instant::now() < deadline {
+        queued = metrics(agent.addr).get(queue).copied().unwrap_or(0.0);
+        if queued >= 3.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let before = target_windows(&recv);
     let t0 = Instant::now();
     agent.stop();
     let took = t0.elapsed();
     let _ = target.kill();
     let _ = target.wait();
-    let got = recv.requests().len();
-    eprintln!("{queued} queued at SIGTERM, {got} received, stopped in {took:?}");
-    assert!(queued >= 2.0, "no backlog to flush ({queued})");
+    let after = target_windows(&recv);
+    eprintln!("{queued} queued at SIGTERM, {before} windows received before, {after} after; stopped in {took:?}");
+    assert!(queued >= 3.0, "no backlog built up in 40 s ({queued} queued)");
     assert!(took < Duration::from_secs(25), "stopping took {took:?}");
-    let dropped = recv
-        .requests()
+    // Everything queued at SIGTERM arrives (the window cut at SIGTERM may add one more).
+    assert!(
+        after - before >= queued as usize,
+        "{queued} queued at SIGTERM, {} delivered after it",
+        after - before
+    );
+}
+
+fn target_windows(recv: &Receiver) -> usize {
+    recv.requests()
         .iter()
         .filter(|r| service(r) == "example.com/hotloop")
-        .count();
-    assert!(dropped >= 7, "{dropped} windows of the target arrived");
+        .count()
 }

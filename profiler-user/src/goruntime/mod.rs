@@ -1,0 +1,11 @@
+//! The Go runtime seen from outside: where a running Go program keeps its goroutines.
+//!
+//! Everything version-specific lives in [`layout`]: one row per Go release of the offsets of
+//! the runtime structures we read (`g`, `m`, the label set). The kernel program reads a
+//! goroutine's id and labels at each sample with these offsets; `dump` reads every goroutine.
+//! A Go version newer than the table gets `None`: CPU samples without goroutine data, never
+//! wrong labels.
+
+pub mod layout;
+
+pub use layout::{layout_for, LabelsRepr, Layout};
