@@ -43,8 +43,8 @@ pub struct AgentArgs {
     /// Example: --pyroscope-api ingest
     #[arg(long, env = "GPROF_BPF_PYROSCOPE_API", value_name = "API")]
     pub pyroscope_api: Option<PyroscopeApi>,
-    /// Export to an OTLP profiles receiver over HTTP/protobuf (repeatable).
-    /// Example: --otlp http://collector:4318
+    /// Export to an OTLP profiles receiver (repeatable): HTTP/protobuf by default, see
+    /// --otlp-protocol. Example: --otlp http://collector:4318
     #[arg(
         long,
         env = "GPROF_BPF_OTLP",
@@ -52,6 +52,10 @@ pub struct AgentArgs {
         value_delimiter = ','
     )]
     pub otlp: Vec<String>,
+    /// How --otlp is carried: http/protobuf (default, port 4318) or grpc (port 4317).
+    /// Example: --otlp http://collector:4317 --otlp-protocol grpc
+    #[arg(long, env = "GPROF_BPF_OTLP_PROTOCOL", value_name = "PROTOCOL")]
+    pub otlp_protocol: Option<gprof_bpf::sink::otlp::OtlpProtocol>,
     /// The OTLP-Profiles-Development-Version header for --otlp. Example: --otlp-development-version 1
     #[arg(long, env = "GPROF_BPF_OTLP_DEVELOPMENT_VERSION", value_name = "N")]
     pub otlp_development_version: Option<u32>,
@@ -120,6 +124,7 @@ impl AgentArgs {
         for url in &self.otlp {
             c.otlp.push(OtlpSinkConfig {
                 endpoint: url.clone(),
+                protocol: self.otlp_protocol.unwrap_or_default(),
                 development_version: self.otlp_development_version,
                 ..Default::default()
             });

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use common::*;
 
+/// Run with only the capabilities the systemd unit grants (root's uid, that bounding set, as
+/// systemd runs it), the agent serves the profile of another process to `go tool pprof`.
 #[test]
 fn go_tool_pprof_reads_any_process_through_the_endpoint() {
     if !gprof_testkit::require_root() {
@@ -19,7 +21,23 @@ fn go_tool_pprof_reads_any_process_through_the_endpoint() {
     let Some((mut target, pid)) = hotloop(&v, "cpu", 30) else {
         gprof_testkit::skip!("hotloop did not start");
     };
-    let agent = Agent::start(free_port("127.0.0.1"), &["-F", "99"]);
+    let caps = unit_capabilities();
+    assert!(caps.contains(&"CAP_BPF".to_string()), "{caps:?}");
+    let wrapper = only_capabilities(&caps);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let agent = Agent::start_wrapped(&wrapper, free_port("127.0.0.1"), &["-F", "99"]);
+    // Really without root's other capabilities (CAP_SYS_ADMIN is bit 21).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(
+        cap_eff & (1 << 21),
+        0,
+        "the agent has CAP_SYS_ADMIN: {cap_eff:x}"
+    );
     let url = format!(
         "http://{}/debug/pprof/profile?pid={pid}&seconds=4",
         agent.addr
@@ -54,6 +72,29 @@ fn go_tool_pprof_reads_any_process_through_the_endpoint() {
     agent.stop();
     let _ = target.kill();
     let _ = target.wait();
+}
+
+/// Without CAP_BPF the agent does not start, and says which capability is missing.
+#[test]
+fn a_missing_capability_is_named() {
+    if !gprof_testkit::require_root() {
+        return;
+    }
+    let caps: Vec<String> = unit_capabilities()
+        .into_iter()
+        .filter(|c| c != "CAP_BPF")
+        .collect();
+    let wrapper = only_capabilities(&caps);
+    let out = std::process::Command::new(&wrapper[0])
+        .args(&wrapper[1..])
+        .arg(env!("CARGO_BIN_EXE_gprof-bpf"))
+        .args(["agent", "--listen", &free_port("127.0.0.1").to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without CAP_BPF: {err}");
+    assert!(err.contains("CAP_BPF"), "{err}");
+    assert!(!err.contains("CAP_PERFMON"), "names one it has: {err}");
 }
 
 /// This host's first non-loopback IPv4 address.
@@ -98,6 +139,9 @@ fn beyond_loopback_the_endpoint_wants_the_token() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Windows per service add up to the target's CPU time, also while the CPU budget (set
+/// below anything the agent can meet) halves the sampling rate during the run: samples are
+/// weighted by measured time, so a lower rate costs resolution, not CPU time.
 #[test]
 fn windows_per_service_add_up_to_the_kernels_cpu_time() {
     if !gprof_testkit::require_root() {
@@ -106,32 +150,48 @@ fn windows_per_service_add_up_to_the_kernels_cpu_time() {
     let Some(v) = newest_go() else { return };
     let dir = std::env::temp_dir().join(format!("gprof-agent-windows-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("agent.toml");
+    std::fs::write(&conf, "[limits]\ncpu_percent = 0.001\n").unwrap();
+    let out = dir.join("profiles");
     let agent = Agent::start(
         free_port("127.0.0.1"),
         &[
+            "--config",
+            conf.to_str().unwrap(),
             "--window",
             "2s",
             "--directory",
-            dir.to_str().unwrap(),
+            out.to_str().unwrap(),
             "-F",
             "99",
         ],
     );
-    let Some((mut target, _pid)) = hotloop(&v, "cpu", 12) else {
+    let Some((mut target, _pid)) = hotloop(&v, "cpu", 14) else {
         gprof_testkit::skip!("hotloop did not start");
     };
     let cpu = wait_cpu(&mut target);
     // The last window with its samples is cut within a drain interval and a window.
     std::thread::sleep(Duration::from_secs(3));
-    agent.stop();
-    let service = dir.join("example.com_hotloop");
+    let m = metrics(agent.addr);
+    let log = agent.stop();
+    let service = out.join("example.com_hotloop");
     assert!(
         service.is_dir(),
-        "no series directory for the Go module: {dir:?}"
+        "no series directory for the Go module: {out:?}"
     );
     let (recorded, files) = cpu_in(&v, &service);
-    eprintln!("{files} windows, {recorded:.2} s recorded, {cpu:.2} s by the kernel");
+    let rate = m["gprof_bpf_sampling_rate_hz"];
+    eprintln!(
+        "{files} windows, {recorded:.2} s recorded, {cpu:.2} s by the kernel; rate lowered {} times to {rate} Hz",
+        m["gprof_bpf_rate_lowered_total"]
+    );
     assert!(files >= 5, "{files} windows");
+    assert!(
+        m["gprof_bpf_rate_lowered_total"] >= 2.0 && rate <= 25.0,
+        "the CPU budget did not lower the rate: {m:?}"
+    );
+    assert!(log.contains("over the budget"), "not logged: {log}");
     assert!(
         (recorded - cpu).abs() <= 0.1 * cpu,
         "recorded {recorded:.2} s of CPU, the kernel says {cpu:.2} s"

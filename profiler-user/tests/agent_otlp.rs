@@ -19,18 +19,37 @@ fn receiver(name: &str) -> Option<Receiver> {
 
 #[test]
 fn the_collector_decodes_every_window_with_frames_and_attributes() {
+    exports_decoded_windows("http/protobuf");
+}
+
+#[test]
+fn the_collector_decodes_every_window_over_grpc() {
+    exports_decoded_windows("grpc");
+}
+
+fn exports_decoded_windows(protocol: &str) {
     if !gprof_testkit::require_root() {
         return;
     }
     let Some(v) = newest_go() else { return };
-    let Some(recv) = receiver("decode") else {
+    let Some(recv) = receiver(&format!("decode-{}", protocol.replace('/', "-"))) else {
         return;
+    };
+    let url = if protocol == "grpc" {
+        let Some(url) = recv.grpc_url() else {
+            gprof_testkit::skip!("the OTLP receiver printed no gRPC address");
+        };
+        url
+    } else {
+        recv.url()
     };
     let agent = Agent::start(
         free_port("127.0.0.1"),
         &[
             "--otlp",
-            &recv.url(),
+            &url,
+            "--otlp-protocol",
+            protocol,
             "--otlp-development-version",
             "1",
             "--window",
@@ -96,7 +115,7 @@ fn the_collector_decodes_every_window_with_frames_and_attributes() {
     assert!(functions.contains(&"main.hotA") && functions.contains(&"main.hotB"));
     assert!(inlined > 0, "no location with inlined frames");
     eprintln!(
-        "{} windows, {received:.2} s received, {cpu:.2} s by the kernel, {inlined} inlined locations",
+        "{protocol}: {} windows, {received:.2} s received, {cpu:.2} s by the kernel, {inlined} inlined locations",
         ours.len()
     );
     assert!(

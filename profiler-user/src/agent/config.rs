@@ -98,11 +98,18 @@ pub struct Limits {
     /// Resident memory cap, MiB (0: none): over it at a window's end, the window is dropped
     /// (counted in `gprof_bpf_windows_shed_total`, logged) and the caches are emptied.
     pub memory_mib: u64,
+    /// CPU budget, percent of one core (0: none): over it (measured over ≥ 5 s at window
+    /// ends), the sampling rate is halved down to 2 Hz, and raised back when well under it;
+    /// every change is logged and `gprof_bpf_sampling_rate_hz` shows the rate in effect.
+    pub cpu_percent: f64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mib: 200 }
+        Limits {
+            memory_mib: 200,
+            cpu_percent: 1.0,
+        }
     }
 }
 
@@ -338,12 +345,15 @@ pub struct PyroscopeSinkConfig {
     pub queue: Queue,
 }
 
-/// An OTLP profiles receiver over HTTP/protobuf (an OpenTelemetry Collector, or a backend).
+/// An OTLP profiles receiver (an OpenTelemetry Collector, or a backend).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtlpSinkConfig {
-    /// Base URL, e.g. `http://collector:4318`; `/v1development/profiles` is added.
+    /// Base URL: `http://collector:4318` for HTTP/protobuf (`/v1development/profiles` is
+    /// added), `http://collector:4317` for gRPC; `https://` for TLS.
     pub endpoint: String,
+    /// `http/protobuf` (default) or `grpc`.
+    pub protocol: crate::sink::otlp::OtlpProtocol,
     /// The `OTLP-Profiles-Development-Version` header; unset: not sent (receivers assume 1).
     pub development_version: Option<u32>,
     pub http: Endpoint,

@@ -103,6 +103,20 @@ pub fn render(src: &Sources) -> String {
         "Windows dropped because the agent was over its memory limit.",
     );
     let _ = writeln!(o, "gprof_bpf_windows_shed_total {}", p.windows_shed);
+    family(
+        &mut o,
+        "gprof_bpf_sampling_rate_hz",
+        "gauge",
+        "The sampling rate in effect (the CPU budget may lower it; 0: no budget).",
+    );
+    let _ = writeln!(o, "gprof_bpf_sampling_rate_hz {}", p.rate_hz);
+    family(
+        &mut o,
+        "gprof_bpf_rate_lowered_total",
+        "counter",
+        "Times the CPU budget lowered the sampling rate.",
+    );
+    let _ = writeln!(o, "gprof_bpf_rate_lowered_total {}", p.rate_lowered);
     /// Name, type, help, and how to read it.
     type PerSink = (
         &'static str,

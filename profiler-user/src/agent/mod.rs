@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use config::{AgentConfig, ConfigError};
 
+use crate::pipeline::budget::CpuBudget;
 use crate::pipeline::{Pipeline, PipelineError, PipelineOptions, RunUntilStopped};
 use crate::sampler::{Sampler, SamplerError, SamplerOptions};
 use crate::sink::dir::{DirCaps, DirSink};
@@ -109,6 +110,7 @@ fn sinks(c: &AgentConfig) -> Result<(Vec<Box<dyn Sink>>, metrics::NamedStats), A
             &name,
             OtlpOptions {
                 endpoint: o.endpoint.clone(),
+                protocol: o.protocol,
                 dev_version: o.development_version,
                 http,
                 queue: o.queue.options(c.shutdown_timeout),
@@ -155,6 +157,13 @@ async fn run_once(c: &AgentConfig, file: Option<&std::path::Path>) -> Result<End
         sinks,
     );
     pipeline.registry.read_service_env = c.labels.service_from_env;
+    if c.limits.cpu_percent > 0.0 {
+        pipeline.set_cpu_budget(CpuBudget::new(
+            c.limits.cpu_percent / 100.0,
+            c.frequency_hz,
+            sampler.rate_handle(),
+        ));
+    }
     pipeline.set_splitter(Box::new(series::SeriesNamer::new(c)));
     let taps = pipeline.taps();
     let sources = metrics::Sources {

@@ -11,6 +11,7 @@
 //! * `record` is this pipeline with one window (or `--window` cuts) and the whole-run total
 //!   kept for the report; the agent keeps no history.
 
+pub mod budget;
 pub mod build;
 pub mod ingest;
 pub mod stacks;
@@ -171,6 +172,10 @@ pub struct PipelineStats {
     pub processes: usize,
     /// Windows not emitted because the process was over its memory limit.
     pub windows_shed: u64,
+    /// The sampling rate in effect when a CPU budget is set (else 0), and how often the
+    /// budget lowered it.
+    pub rate_hz: u64,
+    pub rate_lowered: u64,
 }
 
 pub struct Pipeline {
@@ -181,6 +186,7 @@ pub struct Pipeline {
     kallsyms: Option<std::thread::JoinHandle<Option<Kallsyms>>>,
     sinks: Vec<Box<dyn Sink>>,
     splitter: Option<Box<dyn Splitter>>,
+    budget: Option<budget::CpuBudget>,
     taps: tap::Taps,
     active_taps: Vec<tap::Active>,
     opts: PipelineOptions,
@@ -210,6 +216,7 @@ impl Pipeline {
             kallsyms: None,
             sinks,
             splitter: None,
+            budget: None,
             taps: tap::Taps::default(),
             active_taps: Vec::new(),
             total: opts.keep_total.then(|| Window::new(0, now)),
@@ -246,6 +253,12 @@ impl Pipeline {
     /// Cuts each window into one profile per series.
     pub fn set_splitter(&mut self, splitter: Box<dyn Splitter>) {
         self.splitter = Some(splitter);
+    }
+
+    /// Checks the process's CPU use at every window's end and adjusts the sampling rate.
+    pub fn set_cpu_budget(&mut self, budget: budget::CpuBudget) {
+        self.stats.rate_hz = budget.rate_hz();
+        self.budget = Some(budget);
     }
 
     /// Where progress and debug lines go (stderr by default).
@@ -372,6 +385,24 @@ impl Pipeline {
         window.duration = self.window_started.elapsed();
         self.window_started = Instant::now();
         self.stats.windows += 1;
+        if let Some(b) = &mut self.budget {
+            if let Some(c) = b.check() {
+                let verb = if c.to_hz < c.from_hz {
+                    "over"
+                } else {
+                    "well under"
+                };
+                log::warn!(
+                    "CPU use {:.2} % of a core is {verb} the budget of {:.2} %: sampling at {} Hz instead of {} Hz",
+                    c.usage * 100.0,
+                    c.limit * 100.0,
+                    c.to_hz,
+                    c.from_hz
+                );
+            }
+            self.stats.rate_hz = b.rate_hz();
+            self.stats.rate_lowered = b.lowered;
+        }
         let rss = self.opts.memory_limit.and_then(|_| resident_bytes());
         if let (Some(limit), Some(rss)) = (self.opts.memory_limit, rss)
             && rss > limit

@@ -93,6 +93,7 @@ pub struct Sampler {
     pub drops: Arc<SamplerDrops>,
     pub cpus: Vec<u32>,
     pub sizes: MapSizes,
+    rate: Arc<AtomicU64>,
 }
 
 /// Batches in flight between the sampler and the pipeline: a few drain intervals.
@@ -118,7 +119,10 @@ impl Sampler {
         let drops = Arc::new(SamplerDrops::default());
         let cpus = kernel.cpus.clone();
         let sizes = kernel.sizes;
+        let rate = Arc::new(AtomicU64::new(opts.frequency_hz));
         let worker = Worker {
+            rate: rate.clone(),
+            applied_hz: opts.frequency_hz,
             kernel,
             control: control.clone(),
             tx,
@@ -141,7 +145,15 @@ impl Sampler {
             drops,
             cpus,
             sizes,
+            rate,
         })
+    }
+
+    /// The sampling rate in Hz, shared with the sampler thread: storing a new rate changes
+    /// the period within one jitter or drain interval (the CPU budget lowers it). Samples
+    /// stay weighted by measured time, so CPU time adds up at any rate.
+    pub fn rate_handle(&self) -> Arc<AtomicU64> {
+        self.rate.clone()
     }
 
     /// The filter, the frame-0 rules: shared with the sampler thread.
@@ -211,6 +223,9 @@ struct Worker {
     drops: Arc<SamplerDrops>,
     opts: SamplerOptions,
     seq: u64,
+    /// The rate to sample at ([`Sampler::rate_handle`]) and the one in effect.
+    rate: Arc<AtomicU64>,
+    applied_hz: u64,
 }
 
 /// How often the period is re-drawn when jittering: often enough that no run of samples is
@@ -263,14 +278,19 @@ impl Worker {
                 let batch = self.drain()?;
                 self.send_batch(batch);
             }
+            let wanted = self.rate.load(Ordering::Relaxed).max(1);
             if self.opts.jitter && now >= next_jitter {
                 next_jitter = now + JITTER_EVERY;
-                let f = self.opts.frequency_hz as f64;
+                let f = wanted as f64;
                 let rate = f * (1.0 - JITTER_SPREAD + 2.0 * JITTER_SPREAD * rng.f64());
                 let period = (1e9 / rate) as u64;
                 let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
                 self.kernel.set_period(&mut control, period);
+            } else if !self.opts.jitter && wanted != self.applied_hz {
+                let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
+                self.kernel.set_period(&mut control, period_ns(wanted));
             }
+            self.applied_hz = wanted;
         }
     }
 

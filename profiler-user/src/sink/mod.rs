@@ -6,6 +6,7 @@
 pub mod dir;
 pub mod http;
 pub mod otlp;
+pub mod otlp_grpc;
 pub mod pyroscope;
 pub mod queue;
 

@@ -1,6 +1,7 @@
 //! OpenTelemetry OTLP profiles (`opentelemetry.proto.profiles.v1development`, the schema of
-//! crates.io `opentelemetry-proto` 0.33, proto v1.10.0) over HTTP/protobuf:
-//! `POST {endpoint}/v1development/profiles`, gzip. One request per series and window: one
+//! crates.io `opentelemetry-proto` 0.33, proto v1.10.0) over HTTP/protobuf
+//! (`POST {endpoint}/v1development/profiles`, gzip) or gRPC (`ProfilesService/Export`, see
+//! [`super::otlp_grpc`]). One request per series and window: one
 //! `ResourceProfiles` (the series as resource attributes: `service.name`, `host.name`,
 //! `container.id`, ...), one CPU `Profile` (`cpu/nanoseconds` values, `period` from the rate)
 //! whose samples carry `process.pid` and `process.executable.name` attributes, and the
@@ -22,33 +23,76 @@ use super::queue::{NetworkSink, Outcome, Payload, QueueOptions, Transport};
 use super::{SeriesProfile, SinkError};
 use crate::profile::LabelValue;
 
+/// How OTLP is carried (the values of `OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum OtlpProtocol {
+    /// `POST {endpoint}/v1development/profiles`, protobuf, gzip (port 4318 by convention).
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// `ProfilesService/Export` (port 4317 by convention).
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl std::str::FromStr for OtlpProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "http/protobuf" | "http" => Ok(OtlpProtocol::HttpProtobuf),
+            "grpc" => Ok(OtlpProtocol::Grpc),
+            _ => Err(format!("{s:?}: expected grpc or http/protobuf")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct OtlpOptions {
-    /// Base URL, e.g. `http://collector:4318` (the path is added).
+    /// Base URL, e.g. `http://collector:4318` (HTTP: the path is added) or
+    /// `http://collector:4317` (gRPC).
     pub endpoint: String,
+    pub protocol: OtlpProtocol,
     /// `OTLP-Profiles-Development-Version`; None: not sent (the receiver assumes 1).
     pub dev_version: Option<u32>,
     pub http: HttpOptions,
     pub queue: QueueOptions,
 }
 
-/// An OTLP sink: a [`NetworkSink`] with the HTTP/protobuf transport.
+/// An OTLP sink: a [`NetworkSink`] with the transport of `o.protocol`.
 pub fn sink(name: &str, o: OtlpOptions) -> Result<NetworkSink, SinkError> {
-    let transport = HttpTransport {
-        client: o.http.client()?,
-        o: o.clone(),
-    };
-    Ok(NetworkSink::new(name, o.queue, Box::new(transport), encode))
+    Ok(match o.protocol {
+        OtlpProtocol::HttpProtobuf => {
+            let transport = HttpTransport {
+                client: o.http.client()?,
+                o: o.clone(),
+            };
+            NetworkSink::new(name, o.queue, Box::new(transport), encode_gzip)
+        }
+        OtlpProtocol::Grpc => {
+            let transport =
+                super::otlp_grpc::GrpcTransport::new(&o.endpoint, &o.http, o.dev_version)?;
+            // tonic compresses on the wire: the queue keeps the plain request.
+            NetworkSink::new(name, o.queue, Box::new(transport), encode_plain)
+        }
+    })
 }
 
-/// The export request, gzipped.
-fn encode(p: &SeriesProfile<'_>) -> Result<Vec<Payload>, SinkError> {
-    let request = export_request(p);
+/// The export request, gzipped (the HTTP body).
+fn encode_gzip(p: &SeriesProfile<'_>) -> Result<Vec<Payload>, SinkError> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&request.encode_to_vec())
+    gz.write_all(&export_request(p).encode_to_vec())
         .map_err(|e| SinkError::Encode(e.to_string()))?;
     let body = gz.finish().map_err(|e| SinkError::Encode(e.to_string()))?;
-    Ok(vec![Payload {
+    Ok(vec![payload(p, body)])
+}
+
+/// The export request, encoded.
+fn encode_plain(p: &SeriesProfile<'_>) -> Result<Vec<Payload>, SinkError> {
+    Ok(vec![payload(p, export_request(p).encode_to_vec())])
+}
+
+fn payload(p: &SeriesProfile<'_>, body: Vec<u8>) -> Payload {
+    Payload {
         seq: p.seq,
         series: p.series.clone(),
         pprof: body,
@@ -56,7 +100,7 @@ fn encode(p: &SeriesProfile<'_>) -> Result<Vec<Payload>, SinkError> {
         duration: p.profile.duration,
         weight_ns: p.profile.total_weight(),
         queued: Instant::now(),
-    }])
+    }
 }
 
 fn string_value(s: &str) -> Option<AnyValue> {

@@ -23,8 +23,22 @@ pub fn free_port(ip: &str) -> SocketAddr {
 
 impl Agent {
     pub fn start(listen: SocketAddr, args: &[&str]) -> Agent {
+        Agent::start_wrapped(&[], listen, args)
+    }
+
+    /// Started through `wrapper` (e.g. `setpriv ... --`).
+    pub fn start_wrapped(wrapper: &[&str], listen: SocketAddr, args: &[&str]) -> Agent {
         let log = std::env::temp_dir().join(format!("gprof-agent-{}.log", listen.port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_gprof-bpf"))
+        let bin = env!("CARGO_BIN_EXE_gprof-bpf");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .arg("agent")
             .args(["--listen", &listen.to_string(), "--log-format", "json"])
             .args(args)
@@ -66,6 +80,32 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The capabilities the shipped systemd unit grants (`AmbientCapabilities=`), e.g. `CAP_BPF`.
+pub fn unit_capabilities() -> Vec<String> {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/gprof-bpf-agent.service");
+    std::fs::read_to_string(&unit)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .flat_map(|l| l.split_whitespace().map(str::to_string))
+        .collect()
+}
+
+/// `setpriv` arguments that run a command as root's uid with only `caps` (as systemd runs a
+/// unit with `User=root` and a `CapabilityBoundingSet=`).
+pub fn only_capabilities(caps: &[String]) -> Vec<String> {
+    let set: Vec<String> = caps
+        .iter()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    vec![
+        "setpriv".into(),
+        "--bounding-set".into(),
+        format!("-all,{}", set.join(",")),
+        "--".into(),
+    ]
 }
 
 /// A minimal HTTP GET: (status, body).

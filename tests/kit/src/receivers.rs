@@ -16,6 +16,8 @@ use crate::go;
 pub struct Receiver {
     child: Child,
     pub addr: String,
+    /// The gRPC address, for receivers that serve one.
+    pub grpc: Option<String>,
     pub dir: PathBuf,
 }
 
@@ -64,15 +66,22 @@ impl Receiver {
             }
         };
         let addr = ready["addr"].as_str().unwrap_or_default().to_string();
+        let grpc = ready["grpc"].as_str().map(str::to_string);
         Ok(Receiver {
             child,
             addr,
+            grpc,
             dir: dir.to_path_buf(),
         })
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The gRPC endpoint, for receivers that serve one.
+    pub fn grpc_url(&self) -> Option<String> {
+        self.grpc.as_ref().map(|a| format!("http://{a}"))
     }
 
     /// Every profile received so far, in order.

@@ -76,6 +76,10 @@ pub enum Part {
     Soak,
     /// 8. Fuzzing: every target of fuzz/ for --execs executions (not part of `all`).
     Fuzz,
+    /// 9. The whole symbolizer matrix: every Go version, link mode, strip and trimpath build
+    ///    against runtime.CallersFrames and go tool addr2line; the suite checks a covering
+    ///    subset (not part of `all`).
+    Matrix,
 }
 
 /// Sizes of every measurement.
@@ -617,7 +621,7 @@ fn run_part(env: &Env, part: Part) -> Result<Section> {
         Part::Latency => latency::run(env),
         Part::Soak => soak::run(env),
         Part::Fuzz => fuzz::bench(env.params.fuzz_execs),
-        Part::All => unreachable!(),
+        Part::Matrix | Part::All => unreachable!(),
     };
     eprintln!(
         "xtask bench: {part:?} took {:.0}s",
@@ -649,6 +653,21 @@ fn needs_root(part: Part) -> bool {
 pub const FUZZ_SMOKE_SECONDS: u64 = 5;
 
 pub fn main(args: BenchArgs) -> Result<()> {
+    if args.part == Some(Part::Matrix) {
+        // A correctness check too long for the suite, not a measurement: it passes or fails.
+        return run(cargo()
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "tests",
+                "--test",
+                "symbolizer_matrix",
+            ])
+            .args(["--test", "symbolizer_addr2line"])
+            .args(["--", "--test-threads=1", "--nocapture"])
+            .env("GPROF_MATRIX_FULL", "1"));
+    }
     if args.part == Some(Part::Fuzz) {
         // Needs neither root nor the gprof-bpf build. `--smoke`: what `cargo xtask test` runs.
         if args.smoke {
