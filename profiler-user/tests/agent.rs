@@ -228,7 +228,89 @@ fn over_the_memory_limit_windows_are_shed_and_counted() {
     let log = agent.stop();
     assert!(m["gprof_bpf_windows_shed_total"] >= 2.0, "{m:?}");
     assert!(log.contains("over the limit"), "{log}");
+    // --log-format json: every line is one JSON object with a level and a message.
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
     let written = std::fs::read_dir(&out).map_or(0, |d| d.count());
     assert_eq!(written, 0, "windows were written over the limit");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// SIGHUP re-reads the configuration file: windows go to the new directory afterwards; a
+/// file with a bad value is refused and the running configuration is kept.
+#[test]
+fn sighup_reloads_the_configuration() {
+    if !gprof_testkit::require_root() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gprof-agent-hup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("agent.toml");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let with_dir = |d: &std::path::Path| {
+        format!(
+            "window = \"1s\"\n[[directory]]\npath = {:?}\n",
+            d.to_str().unwrap()
+        )
+    };
+    std::fs::write(&conf, with_dir(&a)).unwrap();
+    let agent = Agent::start(
+        free_port("127.0.0.1"),
+        &["--config", conf.to_str().unwrap()],
+    );
+    let hup = || {
+        // SAFETY: kill sends a signal to our own child.
+        unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+    };
+    let files = |d: &std::path::Path| walk(d).len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while files(&a) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no window in {a:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A bad value: refused, the agent keeps writing to a.
+    std::fs::write(&conf, "window = \"soon\"\n").unwrap();
+    hup();
+    std::thread::sleep(Duration::from_secs(1));
+    std::fs::write(&conf, with_dir(&b)).unwrap();
+    hup();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while files(&b) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no window in {b:?} after SIGHUP: {}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = agent.stop();
+    assert!(
+        log.contains("reload refused") && log.contains("window"),
+        "{log}"
+    );
+    assert!(log.contains("configuration reloaded"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every file under `d`.
+fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

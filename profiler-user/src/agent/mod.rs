@@ -239,7 +239,10 @@ async fn run_once(c: &AgentConfig, file: Option<&std::path::Path>) -> Result<End
         work.await??;
     }
     if let Some(s) = server {
+        // Wait until the task is gone and its listener closed: a reload binds the address
+        // again at once.
         s.abort();
+        let _ = s.await;
     }
     Ok(ended)
 }
