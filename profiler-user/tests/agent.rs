@@ -314,3 +314,83 @@ fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A process in its own pid and mount namespaces (as in a container): its binary is at a
+/// path that exists only in its mount namespace, and inside it is pid 1. The agent (in the
+/// host's namespaces) profiles it, symbolizes it from the binary it really runs, and labels
+/// it by its host pid.
+#[test]
+fn a_process_in_its_own_namespaces_is_profiled_by_its_host_pid() {
+    if !gprof_testkit::require_root() {
+        return;
+    }
+    let Some(v) = newest_go() else { return };
+    let Some(bin) = gprof_testkit::require_ok(
+        gprof_testkit::go::build("hotloop", &v, &["-ldflags=-s -w"], &[]),
+        "building the hotloop fixture",
+    ) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("gprof-agent-ns-{}", std::process::id()));
+    let (src, mnt) = (dir.join("image"), dir.join("app"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::copy(&bin, src.join("server")).unwrap();
+    // Inside: bind the image over /app (only in the new mount namespace) and run from it.
+    let script = format!(
+        "mount --bind {} {} && exec {}/server cpu 30",
+        src.display(),
+        mnt.display(),
+        mnt.display()
+    );
+    let mut ctr = std::process::Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount",
+            "--propagation",
+            "private",
+            "--mount-proc",
+        ])
+        .args(["sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(ctr.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready 1", "inside its namespace it is pid 1");
+    assert!(
+        !mnt.join("server").exists(),
+        "the binary's path must not exist on the host"
+    );
+    // Its host pid: the process whose exe is our copy, in another pid namespace.
+    let host_pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.starts_with(&format!("{}/server", mnt.display())))
+        })
+        .expect("the namespaced process");
+    let agent = Agent::start(free_port("127.0.0.1"), &["-F", "99"]);
+    let url = format!(
+        "http://{}/debug/pprof/profile?pid={host_pid}&seconds=3",
+        agent.addr
+    );
+    let raw = pprof(&v, &["-raw", &url]);
+    agent.stop();
+    let _ = ctr.kill();
+    let _ = ctr.wait();
+    // unshare's child (pid 1 inside) dies with the namespace's init: killed above.
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &host_pid.to_string()])
+        .status();
+    assert!(raw.contains("main.hotA"), "not symbolized: {raw}");
+    assert!(raw.contains(&format!("pid:[{host_pid}]")), "{raw}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
