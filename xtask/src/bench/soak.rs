@@ -32,7 +32,11 @@ fn fds(pid: u32) -> usize {
 }
 
 /// Starts short-lived processes until `stop`: Go children in batches, exec storms, gcc runs.
-fn churn(env: &Env, stop: Arc<AtomicBool>, started: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+pub(super) fn churn(
+    env: &Env,
+    stop: Arc<AtomicBool>,
+    started: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
     let churn = env.workload("churn");
     let tmp = env.tmp.clone();
     std::thread::spawn(move || {
