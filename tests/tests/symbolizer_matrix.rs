@@ -14,7 +14,8 @@
 //!   CallersFrames, so the arm64 comparison uses a trustworthy oracle.
 //!
 //! Environment: `GPROF_MATRIX_VERSIONS=1.19,1.27.3` restricts the versions,
-//! `GPROF_MATRIX_FULL=1` checks the whole product instead of the covering subset,
+//! `GPROF_MATRIX_FULL=1` checks the whole product instead of the covering subset (amd64 and
+//! arm64 alike),
 //! `GPROF_TEST_THREADS` sets the build parallelism.
 
 use anyhow::{Context as _, Result, ensure};
@@ -202,16 +203,21 @@ fn check_callers_build(b: &Build) -> Result<Checked> {
 /// formats differ most. `GPROF_MATRIX_FULL=1` checks the whole product
 /// (`cargo xtask bench matrix` runs it).
 fn amd64_matrix(versions: &[&str]) -> Vec<Build> {
+    matrix(versions, "amd64", &Link::ALL)
+}
+
+/// The builds of `arch` × `links` the suite checks (see [`amd64_matrix`]).
+fn matrix(versions: &[&str], arch: &'static str, links: &[Link]) -> Vec<Build> {
     let full = std::env::var("GPROF_MATRIX_FULL").is_ok_and(|v| v == "1");
     let mut builds = Vec::new();
     for (i, v) in versions.iter().enumerate() {
         let edge = i == 0 || i + 1 == versions.len();
-        for link in Link::ALL {
+        for &link in links {
             for strip in [false, true] {
                 for trim in [false, true] {
                     let covering = strip == trim && (edge || link == Link::Internal);
                     if full || covering {
-                        builds.push(Build::new(v, "amd64", link, strip, trim));
+                        builds.push(Build::new(v, arch, link, strip, trim));
                     }
                 }
             }
@@ -434,16 +440,7 @@ fn llvm_symbolizer_arm64() {
         tests::skip!("llvm-symbolizer not installed (scripts/setup.sh installs llvm-22)");
     };
     let versions = versions();
-    let mut builds = Vec::new();
-    for v in &versions {
-        for link in [Link::Internal, Link::Pie] {
-            for strip in [false, true] {
-                for trim in [false, true] {
-                    builds.push(Build::new(v, "arm64", link, strip, trim));
-                }
-            }
-        }
-    }
+    let builds = matrix(&versions, "arm64", &[Link::Internal, Link::Pie]);
     let build_errors = build_all(&builds);
     let results = parallel_map(&builds, build_threads(), |b| -> Result<Checked> {
         if let Some(e) = build_errors.get(&b.label()) {
