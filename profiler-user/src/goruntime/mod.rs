@@ -8,4 +8,7 @@
 
 pub mod layout;
 
-pub use layout::{layout_for, LabelsRepr, Layout};
+pub use layout::{LabelsRepr, Layout, layout_for};
+
+#[cfg(test)]
+mod tests;
