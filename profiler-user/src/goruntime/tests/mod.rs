@@ -2,5 +2,6 @@
 //! the DWARF of the unstripped build ([`dwarf`]), its `.symtab`, and the program's own
 //! `runtime.Stack` — never this module's code.
 
+mod binary;
 mod dwarf;
 mod layout;
