@@ -89,6 +89,36 @@ fn derive(t: &Types, version: (u32, u32)) -> anyhow::Result<Layout> {
     })
 }
 
+/// `runtime.waitReasonStrings` (a `[N]string` in .data) read from the file through `.symtab`.
+fn wait_reason_strings(data: &[u8]) -> Vec<String> {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    let f = object::File::parse(data).unwrap();
+    let sym = f
+        .symbols()
+        .find(|s| s.name() == Ok("runtime.waitReasonStrings"))
+        .expect("runtime.waitReasonStrings in .symtab");
+    let at = |va: u64, len: u64| -> &[u8] {
+        let s = f
+            .sections()
+            .find(|s| s.address() <= va && va + len <= s.address() + s.size())
+            .expect("address in a section");
+        let d = s.data().unwrap();
+        &d[(va - s.address()) as usize..(va - s.address() + len) as usize]
+    };
+    let arr = at(sym.address(), sym.size());
+    arr.chunks(16)
+        .map(|w| {
+            let p = u64::from_le_bytes(w[..8].try_into().unwrap());
+            let n = u64::from_le_bytes(w[8..].try_into().unwrap());
+            if n == 0 {
+                String::new()
+            } else {
+                String::from_utf8(at(p, n).to_vec()).unwrap()
+            }
+        })
+        .collect()
+}
+
 fn self_name(t: &Types, ty: Option<usize>) -> String {
     ty.and_then(|o| t.by_off.get(&o))
         .map(|e| e.name.clone())
@@ -171,6 +201,21 @@ fn every_row_matches_the_dwarf_of_its_toolchain() {
                 assert_eq!(c.ok(), Some(value as i64), "go{v}: runtime.{name}");
             }
         }
+        // The wait-reason texts: runtime.waitReasonStrings as linked into the binary.
+        let oracle = wait_reason_strings(&data);
+        assert!(oracle.len() > 20, "go{v}: {} wait reasons", oracle.len());
+        for (i, want) in oracle.iter().enumerate() {
+            assert_eq!(
+                layout::wait_reason(version, i as u8),
+                Some(want.as_str()),
+                "go{v}: wait reason {i}"
+            );
+        }
+        assert_eq!(
+            layout::wait_reason(version, oracle.len() as u8),
+            None,
+            "go{v}"
+        );
         println!("{derived:?}");
         let row = layout::layout_for(version)
             .unwrap_or_else(|| panic!("go{v}: no table row for {version:?}"));
