@@ -7,6 +7,7 @@
 //! wrong labels.
 
 pub mod binary;
+pub mod dump;
 pub mod layout;
 
 pub use layout::{LabelsRepr, Layout, layout_for};
