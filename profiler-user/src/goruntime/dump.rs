@@ -331,6 +331,9 @@ struct G {
     labels: u64,
 }
 
+/// Most bytes of a goroutine stack read at once.
+const MAX_STACK_READ: u64 = 256 << 10;
+
 /// Bytes of a `g` we read: every field we use is below 400 in the table.
 const G_READ: usize = 512;
 
@@ -388,7 +391,7 @@ impl Target<'_> {
                 function: f.function.to_string(),
                 file: f.file.to_string(),
                 line: f.line,
-                offset: (!f.inlined).then(|| link - f.entry),
+                offset: (!f.inlined).then(|| link.saturating_sub(f.entry)),
                 inlined: f.inlined,
             });
         }
@@ -400,6 +403,22 @@ impl Target<'_> {
     fn unwind(&self, mut pc: u64, mut sp: u64, lo: u64, hi: u64) -> (Vec<Frame>, Option<String>) {
         let mut out = Vec::new();
         let mut leaf = false;
+        // The used part of the stack in one read (one snapshot, one system call); words
+        // outside it are read one by one.
+        let sp0 = sp;
+        let stack = if (lo..hi).contains(&sp) {
+            self.mem
+                .bytes(sp, (hi - sp).min(MAX_STACK_READ) as usize)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let word = |a: u64| -> Result<u64, Error> {
+            match a.checked_sub(sp0).map(|o| o as usize) {
+                Some(o) if o + 8 <= stack.len() => Ok(field(&stack, o as u32)),
+                _ => self.mem.u64(a),
+            }
+        };
         for _ in 0..1000 {
             if !(lo..hi).contains(&sp) {
                 return (
@@ -425,10 +444,10 @@ impl Target<'_> {
             };
             // The frame's return address sits just above its locals.
             let fp = sp.wrapping_add(delta as u64).wrapping_add(8);
-            if !(lo..hi).contains(&(fp - 8)) {
+            if !(lo..hi).contains(&fp.wrapping_sub(8)) {
                 return (out, Some(format!("frame of {name} leaves the stack")));
             }
-            match self.mem.u64(fp - 8) {
+            match word(fp.wrapping_sub(8)) {
                 Ok(ret) => pc = ret,
                 Err(e) => return (out, Some(e.to_string())),
             }
@@ -695,13 +714,13 @@ impl Target<'_> {
             return (first, Some("no SP delta at the thread's pc".into()));
         };
         let fp = sp.wrapping_add(delta as u64).wrapping_add(8);
-        if !(lo..hi).contains(&(fp - 8)) {
+        if !(lo..hi).contains(&fp.wrapping_sub(8)) {
             return (
                 first,
                 Some("the thread's sp is outside the goroutine stack".into()),
             );
         }
-        let Ok(ret) = self.mem.u64(fp - 8) else {
+        let Ok(ret) = self.mem.u64(fp.wrapping_sub(8)) else {
             return (first, Some("unreadable return address".into()));
         };
         let (rest, cut) = self.unwind(ret, fp, lo, hi);
