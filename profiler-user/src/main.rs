@@ -42,6 +42,8 @@ enum Command {
     Agent(agent_cli::AgentArgs),
     /// Symbolize addresses read from stdin with a Go binary's own pclntab.
     Addr2line(Addr2lineArgs),
+    /// Print every goroutine of a running Go process, as Go's own traceback does.
+    Dump(DumpArgs),
     /// Print a shell completion script: `gprof-bpf completions bash > /etc/bash_completion.d/gprof-bpf`.
     Completions {
         /// The shell to complete for.
@@ -150,6 +152,23 @@ struct Addr2lineArgs {
     /// Print every inlined frame, innermost first, then an empty line.
     #[arg(long)]
     inlines: bool,
+}
+
+#[derive(Args, Debug)]
+struct DumpArgs {
+    /// The Go process (stripped, PIE and cgo binaries work).
+    #[arg(long)]
+    pid: i32,
+    /// One JSON document instead of Go's traceback text.
+    #[arg(long)]
+    json: bool,
+    /// Stop the process (ptrace) while reading, for an exact snapshot; running goroutines
+    /// then get their stacks too.
+    #[arg(long)]
+    lock: bool,
+    /// Include the runtime's own goroutines (as GOTRACEBACK=system).
+    #[arg(long)]
+    system: bool,
 }
 
 /// Highest `--frequency`: beyond it the kernel throttles perf events anyway.
@@ -432,6 +451,7 @@ fn main() {
             gprof_bpf::addr2line::run(&bytes, stdin.lock(), stdout.lock(), args.inlines)
                 .with_context(|| format!("{}", args.binary.display()))
         })(),
+        Some(Command::Dump(a)) => gprof_bpf::goruntime::dump::run(a.pid, a.json, a.lock, a.system),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,

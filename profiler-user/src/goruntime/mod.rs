@@ -6,6 +6,11 @@
 //! A Go version newer than the table gets `None`: CPU samples without goroutine data, never
 //! wrong labels.
 
+pub mod binary;
+pub mod dump;
 pub mod layout;
 
 pub use layout::{LabelsRepr, Layout, layout_for};
+
+#[cfg(test)]
+mod tests;
