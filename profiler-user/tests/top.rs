@@ -21,7 +21,10 @@ struct Tmux {
 impl Tmux {
     /// A `width`×`height` session running a plain shell with a `$ ` prompt.
     fn start(name: &str, width: u16, height: u16) -> Option<Tmux> {
-        let ok = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+        let ok = Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !gprof_testkit::require(ok, "tmux is not installed (scripts/setup.sh installs it)") {
             return None;
         }
@@ -32,12 +35,22 @@ impl Tmux {
             .cmd()
             .args(["new-session", "-d", "-s", "t", "-x", &width.to_string()])
             .args(["-y", &height.to_string()])
-            .args(["env", "PS1=$ ", "TERM=xterm-256color", "bash", "--norc", "--noprofile"])
+            .args([
+                "env",
+                "PS1=$ ",
+                "TERM=xterm-256color",
+                "bash",
+                "--norc",
+                "--noprofile",
+            ])
             .status()
             .expect("run tmux");
         assert!(status.success(), "tmux new-session failed");
         // Keep the pane when the shell exits (to read what it printed).
-        let _ = t.cmd().args(["set-option", "-t", "t", "remain-on-exit", "on"]).status();
+        let _ = t
+            .cmd()
+            .args(["set-option", "-t", "t", "remain-on-exit", "on"])
+            .status();
         Some(t)
     }
 
@@ -125,7 +138,9 @@ impl Tmux {
                 .find(|l| l.starts_with("STTY:") && !l.contains("$("))
                 .map(str::to_string)
         };
-        let s2 = self.wait_for(Duration::from_secs(5), "stty output", |s| flags(s).is_some());
+        let s2 = self.wait_for(Duration::from_secs(5), "stty output", |s| {
+            flags(s).is_some()
+        });
         let line = flags(&s2).unwrap();
         assert!(
             line.contains("icanon") && !line.contains("-icanon") && !line.contains("-echo"),
@@ -202,7 +217,10 @@ fn hot_function_first_then_sort_keys_then_quit_restores() {
     let s = tmux.wait_for(Duration::from_secs(15), "the view", |s| {
         s.contains("Function (file:line)")
     });
-    assert!(tmux.alternate_on(), "the view is not on the alternate screen");
+    assert!(
+        tmux.alternate_on(),
+        "the view is not on the alternate screen"
+    );
     assert!(s.contains(&format!("pid {}", target.pid)), "{s}");
     let shown = Instant::now();
     let s = tmux.wait_for(Duration::from_secs(3), "main.hotA on the first row", |s| {
@@ -241,15 +259,19 @@ fn hot_function_first_then_sort_keys_then_quit_restores() {
     tmux.send(&["p"]);
     tmux.wait_for(Duration::from_secs(3), "paused", |s| s.contains("[PAUSED]"));
     tmux.send(&["Space"]);
-    tmux.wait_for(Duration::from_secs(3), "resumed", |s| !s.contains("[PAUSED]"));
+    tmux.wait_for(Duration::from_secs(3), "resumed", |s| {
+        !s.contains("[PAUSED]")
+    });
     tmux.send(&["c"]);
     tmux.wait_for(Duration::from_secs(3), "cumulative view", |s| {
         s.contains("view cumulative")
     });
     tmux.send(&["r"]);
-    tmux.wait_for(Duration::from_secs(5), "hotA leads again after a reset", |s| {
-        row_has(first_row(s), "main.hotA")
-    });
+    tmux.wait_for(
+        Duration::from_secs(5),
+        "hotA leads again after a reset",
+        |s| row_has(first_row(s), "main.hotA"),
+    );
     tmux.send(&["q"]);
     tmux.assert_restored("gprof-bpf top: stopped; pid");
     drop(target);
@@ -276,7 +298,15 @@ fn ctrl_c_and_resizes_restore_the_terminal() {
     for (w, h) in [(30u16, 6u16), (200, 50), (12, 4), (80, 24)] {
         let status = tmux
             .cmd()
-            .args(["resize-window", "-t", "t", "-x", &w.to_string(), "-y", &h.to_string()])
+            .args([
+                "resize-window",
+                "-t",
+                "t",
+                "-x",
+                &w.to_string(),
+                "-y",
+                &h.to_string(),
+            ])
             .status()
             .unwrap();
         assert!(status.success());
@@ -376,7 +406,10 @@ fn bad_input_is_one_line_errors() {
         let out = run(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
-        assert!(stderr.starts_with("gprof-bpf: error:"), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("gprof-bpf: error:"),
+            "{args:?}: {stderr}"
+        );
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
     }
 }

@@ -176,8 +176,7 @@ impl Feed {
             let (then, cpu_then) = self.usage;
             let wall = now.duration_since(then).as_secs_f64();
             if wall > 0.0 {
-                self.status.cpu_pct =
-                    100.0 * cpu.saturating_sub(cpu_then).as_secs_f64() / wall;
+                self.status.cpu_pct = 100.0 * cpu.saturating_sub(cpu_then).as_secs_f64() / wall;
             }
             self.usage = (now, cpu);
             let kernel = self
@@ -317,9 +316,7 @@ pub fn run(opts: TopOptions) -> Result<(), TopError> {
             let mut control = UntilTargetsExit::new(false);
             let result = pipeline.run(&sampler, &mut control);
             let notes = pipeline.take_notes();
-            let _ = tx.send(Msg::Ended(
-                result.map(|_| notes).map_err(|e| e.to_string()),
-            ));
+            let _ = tx.send(Msg::Ended(result.map(|_| notes).map_err(|e| e.to_string())));
             sampler
         })?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -121,17 +121,13 @@ impl WindowSummary {
             };
             s.samples += count;
             let tag = by_tag.map(|key| {
-                sample
-                    .labels
-                    .iter()
-                    .find(|l| l.key == key)
-                    .map_or_else(
-                        || "-".to_string(),
-                        |l| match &l.value {
-                            LabelValue::Str(v) => v.clone(),
-                            LabelValue::Num(n) => n.to_string(),
-                        },
-                    )
+                sample.labels.iter().find(|l| l.key == key).map_or_else(
+                    || "-".to_string(),
+                    |l| match &l.value {
+                        LabelValue::Str(v) => v.clone(),
+                        LabelValue::Num(n) => n.to_string(),
+                    },
+                )
             });
             for (funcs, inlined) in [(&mut s.inlined, true), (&mut s.physical, false)] {
                 funcs.total += weight;
@@ -425,7 +421,12 @@ mod tests {
     /// A profile from stacks of function names (leaf first; `a+b` is `a` inlined into `b`),
     /// each with its CPU milliseconds.
     fn profile(stacks: &[(&[&str], i64)]) -> Profile {
-        profile_tagged(&stacks.iter().map(|&(s, ms)| (s, ms, "")).collect::<Vec<_>>())
+        profile_tagged(
+            &stacks
+                .iter()
+                .map(|&(s, ms)| (s, ms, ""))
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn profile_tagged(stacks: &[(&[&str], i64, &str)]) -> Profile {

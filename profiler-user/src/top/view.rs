@@ -272,7 +272,9 @@ pub fn draw(frame: &mut Frame, model: &Model, status: &Status) {
         .into_iter()
         .map(Line::raw)
         .collect();
-    lines[0] = lines[0].clone().style(Style::new().add_modifier(Modifier::BOLD));
+    lines[0] = lines[0]
+        .clone()
+        .style(Style::new().add_modifier(Modifier::BOLD));
     if height >= 8 {
         let msg = status.message.as_deref().unwrap_or("");
         lines.push(Line::raw(clip(msg, width)));
@@ -283,7 +285,10 @@ pub fn draw(frame: &mut Frame, model: &Model, status: &Status) {
         "{:<width$}",
         table_header(model, &cols, status.by_tag.as_deref())
     );
-    lines.push(Line::styled(head, Style::new().add_modifier(Modifier::REVERSED)));
+    lines.push(Line::styled(
+        head,
+        Style::new().add_modifier(Modifier::REVERSED),
+    ));
     let room = height.saturating_sub(lines.len());
     for r in rows.iter().take(room) {
         lines.push(Line::raw(format_row(r, &cols)));
@@ -349,9 +354,14 @@ mod tests {
 
     #[test]
     fn every_width_fits() {
-        let rows = vec![row("example.com/server.(*Handler).ServeHTTP")];
+        let rows = [row("example.com/server.(*Handler).ServeHTTP")];
         let mut model = Model::default();
-        for sort in [SortBy::Own, SortBy::Total, SortBy::OwnTime, SortBy::TotalTime] {
+        for sort in [
+            SortBy::Own,
+            SortBy::Total,
+            SortBy::OwnTime,
+            SortBy::TotalTime,
+        ] {
             model.sort = sort;
             for width in 0..200 {
                 for tag in [None, Some(("job", &rows[..]))] {
@@ -372,7 +382,10 @@ mod tests {
         );
         let narrow = Columns::for_width(40, None);
         assert!(narrow.total_pct && !narrow.times);
-        assert_eq!(format_row(&rows[0], &narrow), "  66.7   100.0 ..er.(*Handler).ServeHTTP");
+        assert_eq!(
+            format_row(&rows[0], &narrow),
+            "  66.7   100.0 ..er.(*Handler).ServeHTTP"
+        );
     }
 
     #[test]
