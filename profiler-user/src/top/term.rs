@@ -72,12 +72,15 @@ pub struct Guard {
 }
 
 static HOOKED: AtomicBool = AtomicBool::new(false);
+/// A thread panicked and the hook gave the terminal back: the view must not draw again.
+static PANICKED: AtomicBool = AtomicBool::new(false);
 
 impl Guard {
     pub fn enter() -> std::io::Result<Guard> {
         if !HOOKED.swap(true, Ordering::SeqCst) {
             let previous = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
+                PANICKED.store(true, Ordering::SeqCst);
                 restore();
                 previous(info);
             }));
@@ -109,6 +112,10 @@ pub fn run(feed: &mut Feed, model: &mut Model) -> std::io::Result<Ended> {
     loop {
         if let Some(end) = feed.poll(model, &mut dirty) {
             return Ok(end);
+        }
+        if PANICKED.load(Ordering::SeqCst) {
+            // The pipeline's thread panicked (its message is on the main screen now).
+            return Ok(super::Ended::Failed("a thread panicked".into()));
         }
         if dirty {
             let status = feed.status.clone();
