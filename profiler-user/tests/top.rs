@@ -346,6 +346,26 @@ fn target_exit_restores_the_terminal_with_a_final_line() {
 }
 
 #[test]
+fn a_panic_restores_the_terminal() {
+    let Some(target) = hot_target(120) else {
+        return;
+    };
+    let Some(tmux) = Tmux::start("panic", 100, 30) else {
+        return;
+    };
+    tmux.wait_for(Duration::from_secs(5), "the shell prompt", |s| {
+        s.trim_end().ends_with('$')
+    });
+    tmux.type_line(&format!(
+        "GPROF_BPF_TOP_TEST_PANIC=1 {BIN} top --pid {}; echo EXIT=$?",
+        target.pid
+    ));
+    let s = tmux.assert_restored("EXIT=101");
+    assert!(s.contains("GPROF_BPF_TOP_TEST_PANIC is set"), "{s}");
+    drop(target);
+}
+
+#[test]
 fn plain_blocks_when_stdout_is_not_a_terminal() {
     let Some(target) = hot_target(5) else {
         return;

@@ -58,8 +58,16 @@ pub fn apply(model: &mut Model, a: Action) -> bool {
     true
 }
 
-/// Puts the terminal back: cooked mode, main screen, cursor shown. Safe to call twice.
+/// The terminal is ours (raw mode, alternate screen).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Puts the terminal back: cooked mode, main screen, cursor shown. Only the first call after
+/// [`Guard::enter`] does anything: leaving the alternate screen twice would move the cursor
+/// back over what was printed in between (a panic message).
 pub fn restore() {
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let _ = terminal::disable_raw_mode();
     let mut out = std::io::stdout();
     let _ = execute!(out, terminal::LeaveAlternateScreen, cursor::Show);
@@ -85,8 +93,9 @@ impl Guard {
                 previous(info);
             }));
         }
-        terminal::enable_raw_mode()?;
+        ACTIVE.store(true, Ordering::SeqCst);
         let guard = Guard { _private: () };
+        terminal::enable_raw_mode()?;
         execute!(
             std::io::stdout(),
             terminal::EnterAlternateScreen,
@@ -109,6 +118,8 @@ pub fn run(feed: &mut Feed, model: &mut Model) -> std::io::Result<Ended> {
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     terminal.clear()?;
     let mut dirty = true;
+    // For the tests: a panic in the view once it shows data (the terminal must come back).
+    let test_panic = std::env::var_os("GPROF_BPF_TOP_TEST_PANIC").is_some();
     loop {
         if let Some(end) = feed.poll(model, &mut dirty) {
             return Ok(end);
@@ -121,6 +132,9 @@ pub fn run(feed: &mut Feed, model: &mut Model) -> std::io::Result<Ended> {
             let status = feed.status.clone();
             terminal.draw(|f| super::view::draw(f, model, &status))?;
             dirty = false;
+            if test_panic && feed.windows_seen > 0 {
+                panic!("GPROF_BPF_TOP_TEST_PANIC is set: a panic in the view");
+            }
         }
         if event::poll(Duration::from_millis(100))? {
             match event::read()? {
