@@ -212,6 +212,7 @@ fn hot_function_first_then_sort_keys_then_quit_restores() {
     tmux.wait_for(Duration::from_secs(5), "the shell prompt", |s| {
         s.trim_end().ends_with('$')
     });
+    let launched = Instant::now();
     tmux.type_line(&format!("{BIN} top --pid {} --interval 1s", target.pid));
     // The view is up once its column titles are drawn; the hot function must lead within 3 s.
     let s = tmux.wait_for(Duration::from_secs(15), "the view", |s| {
@@ -227,7 +228,8 @@ fn hot_function_first_then_sort_keys_then_quit_restores() {
         row_has(first_row(s), "main.hotA")
     });
     eprintln!(
-        "main.hotA first {:.2}s after the first frame",
+        "first frame {:.2}s after the launch, main.hotA first {:.2}s after it",
+        (shown - launched).as_secs_f64(),
         shown.elapsed().as_secs_f64()
     );
     assert!(s.contains("*Own%") && s.contains("sort own%"), "{s}");
