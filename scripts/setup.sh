@@ -25,7 +25,7 @@ fi
 need_pkgs=()
 for p in build-essential pkg-config llvm-${LLVM_MAJOR}-dev clang-${LLVM_MAJOR} llvm-${LLVM_MAJOR} \
          lld-${LLVM_MAJOR} zlib1g-dev libzstd-dev golang-1.19-go unzip python3-pip binutils \
-         ca-certificates systemd dpkg-dev; do
+         ca-certificates systemd dpkg-dev tmux; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

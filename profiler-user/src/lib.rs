@@ -21,4 +21,5 @@ pub mod reporter;
 pub mod sampler;
 pub mod sink;
 pub mod symbolize;
+pub mod top;
 pub mod unwind;

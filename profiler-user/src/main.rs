@@ -40,6 +40,8 @@ enum Command {
     /// Profile every process of the host continuously and ship one profile per service per
     /// window to Pyroscope or a directory (the fleet agent; see docs/agent.md).
     Agent(agent_cli::AgentArgs),
+    /// A live view of the functions a process spends its CPU in (as py-spy top).
+    Top(TopArgs),
     /// Symbolize addresses read from stdin with a Go binary's own pclntab.
     Addr2line(Addr2lineArgs),
     /// Print every goroutine of a running Go process, as Go's own traceback does.
@@ -134,6 +136,31 @@ struct RecordArgs {
     /// Command to start and profile from its first instruction: gprof-bpf -- ./prog args.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct TopArgs {
+    /// Process id to watch.
+    #[arg(short, long, value_name = "PID")]
+    pid: u32,
+    /// Samples per second per CPU (1 to 100000).
+    #[arg(short = 'F', long = "rate", alias = "frequency", default_value_t = 99, value_name = "HZ",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_FREQUENCY_HZ))]
+    rate: u64,
+    /// How often the view refreshes (200ms to 10m).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_top_interval)]
+    interval: Duration,
+    /// Also count the process's children and exec'd descendants.
+    #[arg(long)]
+    subprocesses: bool,
+    /// Split each function by the value of this sample label (`pid`, `process`, and the pprof
+    /// labels the target sets once they are collected).
+    #[arg(long, value_name = "KEY")]
+    by_tag: Option<String>,
+}
+
+fn parse_top_interval(s: &str) -> Result<Duration, String> {
+    parse_duration(s, Duration::from_millis(200), Duration::from_secs(600))
 }
 
 #[derive(Args, Debug)]
@@ -435,6 +462,15 @@ fn main() {
     let result = match cli.command {
         Some(Command::Agent(args)) => agent_cli::agent_cmd(args),
         Some(Command::Record(args)) => record_cmd(args),
+        Some(Command::Top(a)) => gprof_bpf::top::run(gprof_bpf::top::TopOptions {
+            pid: a.pid,
+            frequency_hz: a.rate,
+            interval: a.interval,
+            subprocesses: a.subprocesses,
+            by_tag: a.by_tag,
+            ..Default::default()
+        })
+        .map_err(Into::into),
         None => record_cmd(cli.record),
         Some(Command::Report(args)) => (|| {
             let plan = plan_outputs(&args.output)?;

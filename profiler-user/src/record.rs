@@ -107,9 +107,19 @@ fn alive(pid: u32) -> bool {
 
 /// Stops a `--pid` recording when every profiled process is gone, and stops following a pid
 /// that now names another process.
-struct UntilTargetsExit {
+pub(crate) struct UntilTargetsExit {
     all: bool,
     start_times: std::collections::HashMap<u32, u64>,
+}
+
+impl UntilTargetsExit {
+    /// `all`: profiling every process, which never ends by itself.
+    pub(crate) fn new(all: bool) -> Self {
+        UntilTargetsExit {
+            all,
+            start_times: Default::default(),
+        }
+    }
 }
 
 impl Control for UntilTargetsExit {
@@ -260,10 +270,7 @@ pub async fn run_with(
     let stopper = sampler.stopper();
     let all = opts.all;
     let mut work = tokio::task::spawn_blocking(move || {
-        let mut control = UntilTargetsExit {
-            all,
-            start_times: Default::default(),
-        };
+        let mut control = UntilTargetsExit::new(all);
         let total = pipeline.run(&sampler, &mut control);
         (pipeline, sampler, total)
     });
