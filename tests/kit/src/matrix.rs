@@ -196,3 +196,20 @@ pub fn llvm_symbolizer() -> Option<PathBuf> {
     .iter()
     .find_map(|n| which(n))
 }
+
+/// Whether a test checks the builds of Go `version` (one of `versions`, oldest first) in
+/// `link` mode. Cold fixture builds are most of the suite's time, so the suite checks a
+/// covering subset: every version internally linked, and every link mode on the oldest and
+/// the newest version (where the formats differ most). `GPROF_MATRIX_FULL=1` (`cargo xtask
+/// bench matrix`) checks every cell.
+pub fn in_suite(versions: &[&str], version: &str, link: Link) -> bool {
+    full_matrix()
+        || versions.first() == Some(&version)
+        || versions.last() == Some(&version)
+        || link == Link::Internal
+}
+
+/// `GPROF_MATRIX_FULL=1`: every cell of every build matrix.
+pub fn full_matrix() -> bool {
+    std::env::var("GPROF_MATRIX_FULL").is_ok_and(|v| v == "1")
+}

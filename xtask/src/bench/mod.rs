@@ -84,7 +84,8 @@ pub enum Part {
     /// 9. Fuzzing: every target of fuzz/ for --execs executions (not part of `all`).
     Fuzz,
     /// 10. The whole symbolizer matrix: every Go version, link mode, strip and trimpath build
-    ///     against runtime.CallersFrames and go tool addr2line; the suite checks a covering
+    ///     against runtime.CallersFrames and go tool addr2line, and the goroutine dump and
+    ///     binary readers on every build; the suite checks a covering
     ///     subset (not part of `all`).
     Matrix,
 }
@@ -674,16 +675,28 @@ pub const FUZZ_SMOKE_SECONDS: u64 = 5;
 pub fn main(args: BenchArgs) -> Result<()> {
     if args.part == Some(Part::Matrix) {
         // A correctness check too long for the suite, not a measurement: it passes or fails.
+        let tests = [
+            "symbolizer_matrix",
+            "symbolizer_addr2line",
+            "goroutine_dump",
+        ];
+        let mut c = cargo();
+        c.args(["test", "--release", "-p", "tests"]);
+        for t in tests {
+            c.args(["--test", t]);
+        }
+        run(c
+            .args(["--", "--test-threads=1", "--nocapture"])
+            .env("GPROF_MATRIX_FULL", "1"))?;
         return run(cargo()
             .args([
                 "test",
                 "--release",
                 "-p",
-                "tests",
-                "--test",
-                "symbolizer_matrix",
+                "profiler-user",
+                "--lib",
+                "goruntime",
             ])
-            .args(["--test", "symbolizer_addr2line"])
             .args(["--", "--test-threads=1", "--nocapture"])
             .env("GPROF_MATRIX_FULL", "1"));
     }
