@@ -287,8 +287,8 @@ fn pprof_total(oracle: &tests::pprof::Oracle, pb: &Path, tag: Option<&str>) -> f
     args.push(pb.display().to_string());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (out, _) = oracle.pprof(&refs).expect("go tool pprof");
-    // "Showing nodes accounting for 123ns, 25.5% of 480ns total"
-    let re = regex::Regex::new(r"accounting for ([0-9.]+)ns,").unwrap();
+    // "Showing nodes accounting for 123ns, 25.5% of 480ns total" ("for 0," when none)
+    let re = regex::Regex::new(r"accounting for ([0-9.]+)(?:ns)?,").unwrap();
     let caps = re
         .captures(&out)
         .unwrap_or_else(|| panic!("no total in go tool pprof's output:\n{out}"));
