@@ -24,6 +24,16 @@ pub const MAX_KERNEL_STACKS: u32 = 4 * 1024;
 pub const MAX_TARGETS: u32 = 64 * 1024;
 /// Default entries of the frame-0 rule map (an LRU: old rules are evicted, never lost samples).
 pub const MAX_FRAME0_RULES: u32 = 64 * 1024;
+/// Entries of the Go process map (per-process runtime offsets).
+pub const MAX_GO_PROCS: u32 = 16 * 1024;
+/// Default entries of the label-set map (an LRU keyed by the content hash: a set evicted
+/// before userspace read it is re-inserted by its next sample).
+pub const MAX_LABEL_SETS: u32 = 4 * 1024;
+/// Caps of one interned label set: at most this many labels ...
+pub const MAX_LABELS: usize = 8;
+/// ... of at most this many bytes of key and of value each. What is cut is flagged in the
+/// set ([`LABEL_SET_CUT_LABELS`], [`LABEL_SET_CUT_BYTES`]) and counted ([`Stat::LabelsCut`]).
+pub const MAX_LABEL_BYTES: usize = 64;
 
 /// Aggregation key (ABI v2): one count per distinct (process image, stacks, frame-0 words,
 /// dimensions). Fields that are 0 unless asked for keep in-kernel aggregation effective.
@@ -123,6 +133,58 @@ pub struct TargetInfo {
     pub follow_children: u32,
 }
 
+/// How a Go release stores a goroutine's pprof labels behind `g.labels`.
+pub const GO_LABELS_NONE: u32 = 0;
+/// Go ≤ 1.23: a pointer to a `map[string]string` (runtime hmap, 272-byte buckets).
+pub const GO_LABELS_MAP: u32 = 1;
+/// Go ≥ 1.24: a pointer to `labelMap{list []label{key, value string}}`, sorted by key.
+pub const GO_LABELS_SLICE: u32 = 2;
+
+/// Per Go process (keyed by tgid): where its goroutine id and labels are, for the image of
+/// exec generation `generation` (another generation reads nothing).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoProcInfo {
+    pub generation: u32,
+    /// Offset of the `g` slot from the thread's fsbase (−8 for internally linked binaries).
+    pub tls_g_offset: i32,
+    pub g_m: u32,
+    pub m_curg: u32,
+    pub g_goid: u32,
+    pub g_labels: u32,
+    /// [`GO_LABELS_MAP`], [`GO_LABELS_SLICE`] or [`GO_LABELS_NONE`] (goroutine id only).
+    pub labels_repr: u32,
+    pub _pad: u32,
+}
+
+/// One label of an interned set: the first `key_len`/`val_len` bytes of `key`/`val` (the
+/// rest is zero).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LabelPair {
+    pub key_len: u32,
+    pub val_len: u32,
+    pub key: [u8; MAX_LABEL_BYTES],
+    pub val: [u8; MAX_LABEL_BYTES],
+}
+
+/// An interned label set, the value of the label-set map (key: `SampleKey::label_set`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LabelSet {
+    /// Pairs in use (≤ [`MAX_LABELS`]); a pair with an empty key is no label (an empty slot
+    /// of a Go ≤ 1.23 label map).
+    pub len: u32,
+    /// [`LABEL_SET_CUT_LABELS`] | [`LABEL_SET_CUT_BYTES`].
+    pub flags: u32,
+    pub pairs: [LabelPair; MAX_LABELS],
+}
+
+/// `LabelSet::flags`: the goroutine had more labels than were kept.
+pub const LABEL_SET_CUT_LABELS: u32 = 1;
+/// `LabelSet::flags`: a key or value was longer than [`MAX_LABEL_BYTES`] and was cut.
+pub const LABEL_SET_CUT_BYTES: u32 = 2;
+
 /// Event sent to userspace through the ring buffer when the set of sampled images changes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -159,6 +221,11 @@ pub enum Control {
     /// firing with probability 1/k, weighted k × the time since the previous firing
     /// (0 or 1: keep every firing). Decorrelates the samples of one jitter draw.
     Thinning = 5,
+    /// Non-zero: the goroutine id is part of the key (`--goroutines`).
+    Goroutines = 6,
+    /// Offset of `thread.fsbase` in the kernel's `task_struct` (from its BTF); 0: unknown,
+    /// no goroutine data is read.
+    FsbaseOffset = 7,
 }
 pub const CONTROL_SLOTS: u32 = 8;
 
@@ -190,8 +257,15 @@ pub enum Stat {
     CountHits = 10,
     /// Samples whose IP had a frame-0 rule.
     Frame0RuleHits = 11,
+    /// Samples of a Go process whose goroutine could not be read (fsbase, g, m, curg or the
+    /// labels unreadable): the sample is kept without goroutine id or labels.
+    GoReadFault = 12,
+    /// Samples whose label set was cut to the caps (too many labels, too long strings).
+    LabelsCut = 13,
+    /// Samples whose label set could not be interned (map error): kept without labels.
+    LabelSetsLost = 14,
 }
-pub const STAT_SLOTS: u32 = 12;
+pub const STAT_SLOTS: u32 = 15;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -203,4 +277,6 @@ mod pod {
     unsafe impl aya::Pod for super::ShortStack {}
     unsafe impl aya::Pod for super::TargetInfo {}
     unsafe impl aya::Pod for super::ProcessEvent {}
+    unsafe impl aya::Pod for super::GoProcInfo {}
+    unsafe impl aya::Pod for super::LabelSet {}
 }

@@ -25,7 +25,8 @@ use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_perf_event_data, pt_regs},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_prandom_u32, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs,
+        bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_buf,
+        generated::bpf_task_pt_regs,
     },
     macros::{map, perf_event, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
@@ -36,7 +37,9 @@ use aya_ebpf::{
 
 use profiler_ebpf::{
     CONTROL_SLOTS, Control, EVENT_EXEC, EVENT_EXIT, EVENT_FORK, Frame0Key, Frame0Rule,
-    KEY_FLAG_BP_IS_SP, MAX_COUNT_ENTRIES, MAX_FRAME0_RULES, MAX_KERNEL_STACKS, MAX_LONG_STACKS,
+    GO_LABELS_MAP, GO_LABELS_SLICE, GoProcInfo, KEY_FLAG_BP_IS_SP, LABEL_SET_CUT_BYTES,
+    LABEL_SET_CUT_LABELS, LabelPair, LabelSet, MAX_COUNT_ENTRIES, MAX_FRAME0_RULES, MAX_GO_PROCS,
+    MAX_KERNEL_STACKS, MAX_LABEL_BYTES, MAX_LABEL_SETS, MAX_LABELS, MAX_LONG_STACKS,
     MAX_SHORT_STACKS, MAX_TARGETS, MAX_USER_FRAMES, ProcessEvent, SHORT_STACK_FRAMES, STAT_SLOTS,
     SampleKey, SampleValue, ShortStack, Stat, TargetInfo, UserStack,
 };
@@ -59,6 +62,17 @@ static LAST_FIRING: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// What to keep of `[SP]`/`[SP+8]` per (process image, IP), learned by userspace from pcsp.
 #[map]
 static FRAME0_RULES: LruHashMap<Frame0Key, u32> = LruHashMap::with_max_entries(MAX_FRAME0_RULES, 0);
+
+/// Go processes: where their goroutine id and labels are (set by userspace per image).
+#[map]
+static GO_PROCS: HashMap<u32, GoProcInfo> = HashMap::with_max_entries(MAX_GO_PROCS, 0);
+/// Interned label sets by content hash (`SampleKey::label_set`); userspace reads them when it
+/// drains. An LRU: never full, and an evicted set comes back with its next sample.
+#[map]
+static LABEL_SETS: LruHashMap<u32, LabelSet> = LruHashMap::with_max_entries(MAX_LABEL_SETS, 0);
+/// Per-CPU scratch for the label set being read.
+#[map]
+static LABEL_SCRATCH: PerCpuArray<LabelSet> = PerCpuArray::with_max_entries(1, 0);
 
 // Two map sets; CONTROL[ActiveSet] picks the one being written. All preallocated: an insert
 // in the sampling path then takes an element from a free list instead of allocating.
@@ -131,6 +145,10 @@ pub fn sample(ctx: PerfEventContext) -> u32 {
         None => return 0,
     };
     bump(Stat::Samples);
+    // Once, before the map set is chosen: the two `record` copies would each have the
+    // verifier walk the goroutine reads again.
+    let mut go = GoroutineData::default();
+    goroutine(tgid, generation, &mut go);
     if control(Control::ActiveSet) == 0 {
         let set = MapSet {
             counts: &COUNTS_0,
@@ -138,7 +156,7 @@ pub fn sample(ctx: PerfEventContext) -> u32 {
             long_stacks: &LONG_STACKS_0,
             kernel_stacks: &KERNEL_STACKS_0,
         };
-        record(&ctx, tgid, tid, generation, weight, &set);
+        record(&ctx, tgid, tid, generation, weight, &go, &set);
     } else {
         let set = MapSet {
             counts: &COUNTS_1,
@@ -146,7 +164,7 @@ pub fn sample(ctx: PerfEventContext) -> u32 {
             long_stacks: &LONG_STACKS_1,
             kernel_stacks: &KERNEL_STACKS_1,
         };
-        record(&ctx, tgid, tid, generation, weight, &set);
+        record(&ctx, tgid, tid, generation, weight, &go, &set);
     }
     0
 }
@@ -213,7 +231,15 @@ fn mix(h: u64, v: u64) -> u64 {
 }
 
 #[inline(always)]
-fn record(ctx: &PerfEventContext, tgid: u32, tid: u32, generation: u32, weight: u64, set: &MapSet) {
+fn record(
+    ctx: &PerfEventContext,
+    tgid: u32,
+    tid: u32,
+    generation: u32,
+    weight: u64,
+    go: &GoroutineData,
+    set: &MapSet,
+) {
     let counts = set.counts;
     let mut key = SampleKey {
         tgid,
@@ -227,8 +253,8 @@ fn record(ctx: &PerfEventContext, tgid: u32, tid: u32, generation: u32, weight: 
         user_stack_hash: 0,
         frame0: [0; 2],
         flags: 0,
-        label_set: 0,
-        goid: 0,
+        label_set: go.label_set,
+        goid: go.goid,
     };
     let data = ctx.as_ptr() as *const bpf_perf_event_data;
     // SAFETY: valid context.
@@ -440,6 +466,293 @@ fn walk_frame_pointers(regs: &pt_regs, stack: &mut UserStack) -> (usize, u64) {
         }
     }
     (len, hash)
+}
+
+/// Go processes: the goroutine running on this thread (`g.m.curg`, as the runtime's own
+/// SIGPROF handler attributes samples) gives the sample its goroutine id (`--goroutines`) and
+/// its pprof label set. Every read is checked; a failed one is counted, the sample kept.
+///
+/// A function of its own (a BPF-to-BPF call), not inlined: the verifier then meets one state
+/// after the call whatever path the label walk took, instead of exploring the frame walk once
+/// per path. Its temporaries live in a per-CPU work area: the caller's frame leaves little
+/// of the 512-byte stack.
+/// What [`goroutine`] found for the sample's key.
+#[derive(Default)]
+struct GoroutineData {
+    goid: u64,
+    label_set: u32,
+}
+
+#[inline(never)]
+fn goroutine(tgid: u32, generation: u32, key: &mut GoroutineData) {
+    let Some(info) = GO_PROCS.get_ptr(&tgid) else {
+        return;
+    };
+    // SAFETY: a value of our own map, valid for this program run.
+    let info = unsafe { &*info };
+    if info.generation != generation {
+        return;
+    }
+    let fsbase_offset = control(Control::FsbaseOffset);
+    if fsbase_offset == 0 {
+        return;
+    }
+    let Some((goid, labels)) = current_goroutine(info, fsbase_offset) else {
+        bump(Stat::GoReadFault);
+        return;
+    };
+    if control(Control::Goroutines) != 0 {
+        key.goid = goid;
+    }
+    let repr = info.labels_repr;
+    if labels != 0 && (repr == GO_LABELS_MAP || repr == GO_LABELS_SLICE) {
+        key.label_set = label_set(repr, labels);
+    }
+}
+
+#[inline(always)]
+fn read_user<T>(addr: u64) -> Option<T> {
+    // SAFETY: a checked user read.
+    unsafe { bpf_probe_read_user(addr as *const T) }.ok()
+}
+
+/// `(goid, g.labels)` of `g.m.curg`; `(0, 0)` on a thread without a user goroutine (g0 in
+/// the scheduler, a thread not started by Go).
+#[inline(always)]
+fn current_goroutine(info: &GoProcInfo, fsbase_offset: u32) -> Option<(u64, u64)> {
+    // SAFETY: the current task; a checked kernel read at an offset from its BTF.
+    let fsbase: u64 = unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        bpf_probe_read_kernel(task.wrapping_add(fsbase_offset as usize) as *const u64).ok()?
+    };
+    if fsbase == 0 {
+        return Some((0, 0));
+    }
+    let g: u64 = read_user(fsbase.wrapping_add(info.tls_g_offset as i64 as u64))?;
+    if g == 0 {
+        return Some((0, 0));
+    }
+    let m: u64 = read_user(g + u64::from(info.g_m))?;
+    if m == 0 {
+        return Some((0, 0));
+    }
+    let curg: u64 = read_user(m + u64::from(info.m_curg))?;
+    if curg == 0 {
+        return Some((0, 0));
+    }
+    let goid: u64 = read_user(curg + u64::from(info.g_goid))?;
+    let labels: u64 = read_user(curg + u64::from(info.g_labels))?;
+    Some((goid, labels))
+}
+
+/// Per-CPU work area of [`label_set`]: the label headers, read straight into map memory.
+#[repr(C)]
+pub struct LabelWork {
+    /// Go ≤ 1.23: bucket 0 of the map: tophash (1 word), keys (16), values (16).
+    /// Go ≥ 1.24: up to 8 `label{key, value string}` (4 words each).
+    buf: [u64; 33],
+    /// `hmap` count, flags/B/noverflow/hash0, buckets; or the label slice `{ptr, len, cap}`.
+    head: [u64; 3],
+}
+
+#[map]
+static LABEL_WORK: PerCpuArray<LabelWork> = PerCpuArray::with_max_entries(1, 0);
+
+/// Reads `bytes` (≤ the room at `dst`) of user memory at `src` into map memory at `dst`.
+#[inline(always)]
+fn read_bytes(dst: *mut u64, bytes: u32, src: u64) -> bool {
+    // SAFETY: `dst` points at at least `bytes` bytes of our own per-CPU map value; the read
+    // is checked.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(
+            dst as *mut core::ffi::c_void,
+            bytes,
+            src as *const core::ffi::c_void,
+        ) == 0
+    }
+}
+
+/// Tophash values below this mark empty or evacuated slots.
+const MIN_TOP_HASH: u64 = 5;
+
+/// Reads the label set behind `labels` (the value of `g.labels`) into the per-CPU scratch,
+/// interns it, and returns its id (0: no labels, or it could not be read or interned).
+///
+/// Two phases, both with constant bounds so the verifier walks each once: the label headers
+/// (the map's first bucket, or the first 8 entries of the sorted slice) in one read, then up
+/// to [`MAX_LABELS`] key and value copies. Pair `i` stays at index `i`; an empty map slot is a
+/// pair of length 0 (userspace skips those).
+#[inline(never)]
+fn label_set(repr: u32, labels: u64) -> u32 {
+    let (Some(set), Some(work)) = (LABEL_SCRATCH.get_ptr_mut(0), LABEL_WORK.get_ptr_mut(0)) else {
+        return 0;
+    };
+    // SAFETY: per-CPU scratch, exclusively ours while this program runs.
+    let (set, work) = unsafe { (&mut *set, &mut *work) };
+    set.len = 0;
+    set.flags = 0;
+    match read_label_headers(repr, labels, set, work) {
+        Some(true) => {}
+        Some(false) => return 0,
+        None => {
+            bump(Stat::GoReadFault);
+            return 0;
+        }
+    }
+    let mut hash = 0u64;
+    for i in 0..MAX_LABELS as u32 {
+        let h = copy_pair(i, repr);
+        if h == 0 {
+            bump(Stat::GoReadFault);
+            return 0;
+        }
+        hash = hash.wrapping_add(h);
+    }
+    set.len = MAX_LABELS as u32;
+    if set.flags != 0 {
+        bump(Stat::LabelsCut);
+    }
+    let h = mix(hash, u64::from(set.flags));
+    let mut id = (h ^ (h >> 32)) as u32;
+    if id == 0 {
+        id = 1;
+    }
+    // SAFETY: lookups in our own map.
+    if unsafe { LABEL_SETS.get(&id) }.is_some()
+        || LABEL_SETS.insert(&id, set, BPF_NOEXIST as u64).is_ok()
+        || unsafe { LABEL_SETS.get(&id) }.is_some()
+    {
+        id
+    } else {
+        bump(Stat::LabelSetsLost);
+        0
+    }
+}
+
+/// Reads the label headers into `work.buf` (and the slice length or the map's tophash, which
+/// tell [`copy_pair`] which are present); false: no labels, None: a read failed. Flags what
+/// does not fit.
+#[inline(always)]
+fn read_label_headers(
+    repr: u32,
+    labels: u64,
+    set: &mut LabelSet,
+    work: &mut LabelWork,
+) -> Option<bool> {
+    if repr == GO_LABELS_SLICE {
+        // labelMap{list []label}: {ptr, len, cap}.
+        if !read_bytes(work.head.as_mut_ptr(), 16, labels) {
+            return None;
+        }
+        let (ptr, len) = (work.head[0], work.head[1]);
+        if len == 0 || ptr == 0 {
+            return Some(false);
+        }
+        if len > MAX_LABELS as u64 {
+            set.flags |= LABEL_SET_CUT_LABELS;
+        }
+        let n = len.min(MAX_LABELS as u64) as u32;
+        if !read_bytes(work.buf.as_mut_ptr(), n * 32, ptr) {
+            return None;
+        }
+        return Some(true);
+    }
+    // *labelMap is a map[string]string, i.e. a pointer to its hmap.
+    let hmap: u64 = read_user(labels)?;
+    if hmap == 0 {
+        return Some(false);
+    }
+    if !read_bytes(work.head.as_mut_ptr(), 24, hmap) {
+        return None;
+    }
+    let count = work.head[0];
+    let b = (work.head[1] >> 8) & 0xff;
+    let buckets = work.head[2];
+    if count == 0 || buckets == 0 {
+        return Some(false);
+    }
+    // Only bucket 0 is read: all of a map of up to 8 labels (B = 0; label maps are built
+    // once, never deleted from, so its slots are filled in order); of a bigger one, the
+    // labels that hashed there, and the set is flagged as cut.
+    if b != 0 || count > MAX_LABELS as u64 {
+        set.flags |= LABEL_SET_CUT_LABELS;
+    }
+    // tophash[8], keys [8]string, values [8]string.
+    if !read_bytes(work.buf.as_mut_ptr(), 8 * 33, buckets) {
+        return None;
+    }
+    Some(true)
+}
+
+/// Copies label `i`'s bytes (cut at [`MAX_LABEL_BYTES`]) from the headers in the work area
+/// into the scratch set (an absent one: all zero) and returns its hash, never 0; 0 when a
+/// read failed. A function of its own, like [`goroutine`]: the verifier meets one state after
+/// each call instead of multiplying the branches of eight copies.
+#[inline(never)]
+fn copy_pair(i: u32, repr: u32) -> u64 {
+    let (Some(set), Some(work)) = (LABEL_SCRATCH.get_ptr_mut(0), LABEL_WORK.get_ptr_mut(0)) else {
+        return 0;
+    };
+    // SAFETY: per-CPU scratch, exclusively ours while this program runs.
+    let (set, work) = unsafe { (&mut *set, &*work) };
+    let i = i as usize;
+    if i >= MAX_LABELS {
+        return 0;
+    }
+    // Presence is read from map memory here, not passed in: a mask known to the verifier
+    // would make it walk every combination.
+    let present = if repr == GO_LABELS_SLICE {
+        (i as u64) < work.head[1]
+    } else {
+        (work.buf[0] >> (8 * i)) & 0xff >= MIN_TOP_HASH
+    };
+    let (kptr, klen, vptr, vlen) = if !present {
+        (0, 0, 0, 0)
+    } else if repr == GO_LABELS_SLICE {
+        (
+            work.buf[4 * i],
+            work.buf[4 * i + 1],
+            work.buf[4 * i + 2],
+            work.buf[4 * i + 3],
+        )
+    } else {
+        (
+            work.buf[1 + 2 * i],
+            work.buf[2 + 2 * i],
+            work.buf[17 + 2 * i],
+            work.buf[18 + 2 * i],
+        )
+    };
+    if klen > MAX_LABEL_BYTES as u64 || vlen > MAX_LABEL_BYTES as u64 {
+        set.flags |= LABEL_SET_CUT_BYTES;
+    }
+    let pair: &mut LabelPair = &mut set.pairs[i];
+    // Zeroed word by word (a memset would be a byte loop for the verifier to walk).
+    let words = pair.key.as_mut_ptr() as *mut u64;
+    for w in 0..(2 * MAX_LABEL_BYTES / 8) {
+        // SAFETY: key and val are adjacent 8-aligned arrays of the map value.
+        unsafe { core::ptr::write_volatile(words.add(w), 0) };
+    }
+    let kl = klen.min(MAX_LABEL_BYTES as u64) as usize;
+    let vl = vlen.min(MAX_LABEL_BYTES as u64) as usize;
+    // SAFETY: checked user reads into our scratch.
+    if kl > 0 && unsafe { bpf_probe_read_user_buf(kptr as *const u8, &mut pair.key[..kl]) }.is_err()
+    {
+        return 0;
+    }
+    // SAFETY: as above.
+    if vl > 0 && unsafe { bpf_probe_read_user_buf(vptr as *const u8, &mut pair.val[..vl]) }.is_err()
+    {
+        return 0;
+    }
+    pair.key_len = kl as u32;
+    pair.val_len = vl as u32;
+    let mut h = mix(0x8422_2325_cbf2_9ce4, (kl as u64) | ((vl as u64) << 32));
+    for w in 0..(2 * MAX_LABEL_BYTES / 8) {
+        // SAFETY: as above.
+        h = mix(h, unsafe { core::ptr::read_volatile(words.add(w)) });
+    }
+    h | 1
 }
 
 /// `bpf_ringbuf_output` flag: do not wake the reader (it reads on its next wakeup).

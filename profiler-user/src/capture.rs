@@ -215,14 +215,16 @@ impl TryFrom<&BatchRecord> for Batch {
     type Error = String;
 
     fn try_from(b: &BatchRecord) -> Result<Self, String> {
-        let kernel_stats = <[u64; STAT_SLOTS as usize]>::try_from(b.kernel_stats.as_slice())
-            .map_err(|_| {
-                format!(
-                    "batch {}: {} kernel counters, expected {STAT_SLOTS}",
-                    b.seq,
-                    b.kernel_stats.len()
-                )
-            })?;
+        // Captures made before the goroutine counters were added have 12: those read 0.
+        if b.kernel_stats.len() != STAT_SLOTS as usize && b.kernel_stats.len() != 12 {
+            return Err(format!(
+                "batch {}: {} kernel counters, expected {STAT_SLOTS} (or 12)",
+                b.seq,
+                b.kernel_stats.len()
+            ));
+        }
+        let mut kernel_stats = [0u64; STAT_SLOTS as usize];
+        kernel_stats[..b.kernel_stats.len()].copy_from_slice(&b.kernel_stats);
         Ok(Batch {
             seq: b.seq,
             counts: b
@@ -255,6 +257,7 @@ impl TryFrom<&BatchRecord> for Batch {
                 .collect(),
             kernel_stacks: b.kernel_stacks.iter().cloned().collect(),
             kernel_stats,
+            label_sets: Default::default(),
             last: b.last,
         })
     }

@@ -112,6 +112,18 @@ struct RecordArgs {
     /// number of distinct samples.
     #[arg(long)]
     threads: bool,
+    /// Keep the goroutine id of every sample of a Go process (a numeric `goroutine` label);
+    /// off by default, it multiplies the number of distinct samples. pprof labels are always
+    /// kept.
+    #[arg(long)]
+    goroutines: bool,
+    /// Keep only samples whose pprof label KEY equals VALUE (KEY=VALUE) or matches a regular
+    /// expression (KEY=~REGEX); repeatable, all must match.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = report::tags::TagFilter::parse)]
+    tags: Vec<report::tags::TagFilter>,
+    /// With --top: one table per value of pprof label KEY.
+    #[arg(long = "by-tag", value_name = "KEY")]
+    by_tag: Option<String>,
     /// Sample at exactly 1/frequency instead of a period varied randomly around it (the
     /// variation keeps sampling from locking onto periodic work; the mean rate is the same).
     #[arg(long)]
@@ -395,6 +407,7 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
         duration: args.duration,
         drain_interval: args.drain_interval,
         threads: args.threads,
+        goroutines: args.goroutines,
         jitter: !args.no_jitter,
         window: args.window,
         window_dir: args.window_dir.clone(),
@@ -404,7 +417,8 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let profile = runtime.block_on(record::run(opts, args.quiet))?;
+    let mut profile = runtime.block_on(record::run(opts, args.quiet))?;
+    report::tags::keep_matching(&mut profile, &args.tags);
     if args.windows_only {
         // The windows are the output; what the run lost and cost still goes to stderr.
         if let Some(footer) = report::footer(&profile) {
@@ -412,7 +426,31 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
         }
         return Ok(());
     }
-    emit(&profile, &args.output, &plan)
+    match &args.by_tag {
+        Some(key) => emit_by_tag(&profile, key, &plan),
+        None => emit(&profile, &args.output, &plan),
+    }
+}
+
+/// `--by-tag KEY`: the files as usual, then the text report once per value of label KEY.
+fn emit_by_tag(profile: &Profile, key: &str, plan: &OutputPlan) -> Result<()> {
+    for (path, format) in &plan.files {
+        report::write_file(profile, path, *format, &plan.opts)?;
+        eprintln!("gprof-bpf: wrote {}", path.display());
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (value, part) in report::tags::split_by(profile, key) {
+        match value {
+            Some(v) => writeln!(out, "--- {key}={v} ---")?,
+            None => writeln!(out, "--- no {key} label ---")?,
+        }
+        report::render_text(&part, &plan.opts, &mut out)?;
+    }
+    if let Some(f) = report::footer(profile) {
+        writeln!(out, "{f}")?;
+    }
+    Ok(())
 }
 
 /// Parses the command line; a usage error is one line (clap's message and its tip), exit 2.

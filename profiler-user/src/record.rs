@@ -69,6 +69,8 @@ pub struct RecordOptions {
     pub drain_interval: Duration,
     /// The thread id is a dimension of every sample (`--threads`).
     pub threads: bool,
+    /// The goroutine id is a dimension of every sample of a Go process (`--goroutines`).
+    pub goroutines: bool,
     /// Vary the sampling period randomly around 1/frequency (on by default).
     pub jitter: bool,
     /// Cut the recording into windows this long, each written to `window_dir`.
@@ -92,6 +94,7 @@ impl Default for RecordOptions {
             duration: None,
             drain_interval: Duration::from_secs(1),
             threads: false,
+            goroutines: false,
             jitter: true,
             window: None,
             window_dir: None,
@@ -194,6 +197,7 @@ pub async fn run_with(
         all_processes: opts.all,
         follow_children: opts.subprocesses,
         threads: opts.threads,
+        goroutines: opts.goroutines,
         jitter: opts.jitter,
         drain_interval: opts.drain_interval,
     })?;
@@ -350,6 +354,22 @@ pub async fn run_with(
         "user stack walks ended by a read fault".into(),
         stats[Stat::UserReadFault as usize],
     ));
+    for (stat, what) in [
+        (
+            Stat::GoReadFault,
+            "goroutine reads failed (sample kept without goroutine data)",
+        ),
+        (
+            Stat::LabelsCut,
+            "pprof label sets cut to 8 labels of 64 bytes",
+        ),
+        (
+            Stat::LabelSetsLost,
+            "pprof label sets not interned (sample kept without labels)",
+        ),
+    ] {
+        lost.push((what.to_string(), stats[stat as usize]));
+    }
     let mut notes = pipeline.take_notes();
     if !opts.keep_total {
         notes.push(format!(

@@ -144,6 +144,7 @@ async fn run_once(c: &AgentConfig, file: Option<&std::path::Path>) -> Result<End
         all_processes: true,
         follow_children: false,
         threads: false,
+        goroutines: false,
         jitter: true,
         drain_interval: std::time::Duration::from_secs(1),
     })?;

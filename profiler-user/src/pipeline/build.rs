@@ -144,6 +144,20 @@ pub fn profile(
                 value: LabelValue::Num(i64::from(target.tid)),
             });
         }
+        if target.goid != 0 {
+            labels.push(Label {
+                key: "goroutine".into(),
+                value: LabelValue::Num(target.goid as i64),
+            });
+        }
+        if let Some(set) = window.label_sets.get(&target.label_set) {
+            for (k, v) in &set.pairs {
+                labels.push(Label {
+                    key: k.clone(),
+                    value: LabelValue::Str(v.clone()),
+                });
+            }
+        }
         if let Some(comm) = window
             .targets
             .get(&(target.pid, target.generation))

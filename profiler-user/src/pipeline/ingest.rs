@@ -39,6 +39,9 @@ impl Ingest {
         window: &mut Window,
     ) {
         window.batches += 1;
+        for (&id, l) in &batch.label_sets {
+            window.label_sets.entry(id).or_insert_with(|| l.clone());
+        }
         for (key, value) in &batch.counts {
             let SampleKey {
                 tgid,
@@ -143,7 +146,12 @@ impl Ingest {
                 generation,
                 tid,
                 goid,
-                label_set,
+                // A set the drain could not decode is no set.
+                label_set: if batch.label_sets.contains_key(&label_set) {
+                    label_set
+                } else {
+                    0
+                },
                 kind: (flags >> EVENT_KIND_SHIFT) as u8,
             };
             if let std::collections::hash_map::Entry::Vacant(e) =

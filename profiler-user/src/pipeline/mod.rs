@@ -13,6 +13,7 @@
 
 pub mod budget;
 pub mod build;
+pub mod goprocs;
 pub mod ingest;
 pub mod stacks;
 pub mod tap;
@@ -59,6 +60,8 @@ pub trait Feed {
     fn frame0_rules(&mut self, rules: &mut Vec<(Frame0Key, Frame0Rule)>);
     /// Processes forgotten by the registry, to drop from the kernel's filter.
     fn forget_targets(&mut self, pids: &[u32]);
+    /// Where the goroutine of newly seen Go images is, for the kernel.
+    fn go_procs(&mut self, _procs: &mut Vec<(u32, profiler_ebpf::GoProcInfo)>) {}
     /// Called after every batch that is not the last: a note when sampling is to stop.
     fn after_batch(&mut self, registry: &mut Registry) -> Option<String>;
     /// Whether to cut the window now; `due`: its interval has passed (a replay cuts where
@@ -91,6 +94,16 @@ impl Feed for LiveFeed<'_> {
         let mut kernel = self.sampler.control();
         for (key, rule) in rules.drain(..) {
             kernel.set_frame0_rule(key, rule);
+        }
+    }
+
+    fn go_procs(&mut self, procs: &mut Vec<(u32, profiler_ebpf::GoProcInfo)>) {
+        if procs.is_empty() {
+            return;
+        }
+        let mut kernel = self.sampler.control();
+        for (pid, info) in procs.drain(..) {
+            kernel.set_go_proc(pid, info);
         }
     }
 
@@ -203,7 +216,14 @@ pub struct Pipeline {
     debug: bool,
     /// A copy of `stats` after every batch, for readers on other threads (`/metrics`).
     shared_stats: Option<std::sync::Arc<std::sync::Mutex<PipelineStats>>>,
+    /// Images already checked for goroutine data, by (pid, exec generation).
+    go_checked: std::collections::HashSet<(u32, u32)>,
+    /// Why images got no goroutine data, noted once per reason.
+    go_noted: std::collections::HashSet<String>,
 }
+
+/// Images remembered as checked, at most (then the set starts over: a re-check is harmless).
+const MAX_GO_CHECKED: usize = 1 << 16;
 
 impl Pipeline {
     pub fn new(opts: PipelineOptions, sinks: Vec<Box<dyn Sink>>) -> Self {
@@ -229,7 +249,37 @@ impl Pipeline {
             stats: PipelineStats::default(),
             debug: std::env::var_os("GPROF_BPF_DEBUG").is_some(),
             shared_stats: None,
+            go_checked: Default::default(),
+            go_noted: Default::default(),
         }
+    }
+
+    /// Checks images not seen before for goroutine data and tells the kernel about Go ones.
+    fn check_go_images(&mut self, images: &[(u32, u32)], feed: &mut dyn Feed) {
+        let mut found = Vec::new();
+        for &(pid, generation) in images {
+            if self.go_checked.len() >= MAX_GO_CHECKED {
+                self.go_checked.clear();
+            }
+            if !self.go_checked.insert((pid, generation)) {
+                continue;
+            }
+            let _ = self.registry.image(pid, generation);
+            let Some(exe) = self.registry.main_object(pid, generation) else {
+                continue;
+            };
+            match goprocs::go_proc_info(&exe, generation) {
+                Ok(info) => found.push((pid, info)),
+                Err(goprocs::GoProcError::NotGo) => {}
+                Err(e) => {
+                    let note = e.to_string();
+                    if self.go_noted.insert(note.clone()) {
+                        self.notes.push(note);
+                    }
+                }
+            }
+        }
+        feed.go_procs(&mut found);
     }
 
     /// Records every message the sampler sends into `capture` (and the registry's reads,
@@ -299,7 +349,18 @@ impl Pipeline {
                 continue;
             };
             match msg {
-                SamplerMsg::Events(events) => self.registry.on_events(&events),
+                SamplerMsg::Events(events) => {
+                    self.registry.on_events(&events);
+                    let images: Vec<(u32, u32)> = events
+                        .iter()
+                        .filter_map(|e| match e.kind {
+                            profiler_ebpf::EVENT_EXEC => Some((e.tgid, e.value)),
+                            profiler_ebpf::EVENT_FORK => Some((e.value, 0)),
+                            _ => None,
+                        })
+                        .collect();
+                    self.check_go_images(&images, feed);
+                }
                 SamplerMsg::Failed(e) => return Err(e.into()),
                 SamplerMsg::Batch(batch) => {
                     self.registry.begin_batch(batch.seq);
@@ -346,6 +407,16 @@ impl Pipeline {
                         self.kallsyms = Some(std::thread::spawn(|| Kallsyms::load().ok()));
                     }
                     feed.frame0_rules(&mut self.ingest.new_rules);
+                    let images: std::collections::HashSet<(u32, u32)> = batch
+                        .counts
+                        .iter()
+                        .map(|(k, _)| (k.tgid, k.generation))
+                        .filter(|i| !self.go_checked.contains(i))
+                        .collect();
+                    if !images.is_empty() {
+                        let images: Vec<_> = images.into_iter().collect();
+                        self.check_go_images(&images, feed);
+                    }
                     let gone = self.registry.end_batch();
                     feed.forget_targets(&gone);
                     self.stats.processes = self.registry.len();

@@ -79,6 +79,8 @@ pub struct Window {
     pub truncated: u64,
     /// Batches ingested into this window.
     pub batches: u64,
+    /// The pprof label sets `SampleTarget::label_set` names.
+    pub label_sets: crate::sampler::labels::LabelSets,
 }
 
 impl Window {
@@ -93,6 +95,7 @@ impl Window {
             total: Counts::default(),
             truncated: 0,
             batches: 0,
+            label_sets: Default::default(),
         }
     }
 
@@ -111,6 +114,9 @@ impl Window {
         }
         for (&id, o) in &other.objects {
             self.objects.entry(id).or_insert_with(|| o.clone());
+        }
+        for (&id, l) in &other.label_sets {
+            self.label_sets.entry(id).or_insert_with(|| l.clone());
         }
         self.total.add(other.total);
         self.truncated += other.truncated;

@@ -11,6 +11,7 @@ mod graph;
 mod list;
 mod pprof;
 mod source;
+pub mod tags;
 mod top;
 pub mod units;
 

@@ -12,10 +12,11 @@ use aya::maps::{MapError, StackTraceMap};
 use aya::programs::{PerfEvent, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use profiler_ebpf::{
-    Control, Frame0Key, Frame0Rule, MAX_USER_FRAMES, ProcessEvent, SHORT_STACK_FRAMES, STAT_SLOTS,
-    SampleKey, SampleValue, ShortStack, TargetInfo, UserStack,
+    Control, Frame0Key, Frame0Rule, GoProcInfo, LabelSet, MAX_USER_FRAMES, ProcessEvent,
+    SHORT_STACK_FRAMES, STAT_SLOTS, SampleKey, SampleValue, ShortStack, TargetInfo, UserStack,
 };
 
+use super::labels::{self, LabelSets};
 use super::{Batch, SamplerError, SamplerOptions, sys};
 
 /// The compiled kernel program (built by build.rs).
@@ -61,6 +62,9 @@ pub struct KernelControl {
     targets: HashMap<MapData, u32, TargetInfo>,
     // An LRU hash in the kernel; aya reads and writes it as a hash map.
     frame0_rules: HashMap<MapData, Frame0Key, u32>,
+    go_procs: HashMap<MapData, u32, GoProcInfo>,
+    /// Whether the kernel can find a thread's goroutine at all (the fsbase offset is known).
+    pub goroutines_supported: bool,
 }
 
 impl KernelControl {
@@ -77,8 +81,15 @@ impl KernelControl {
         }
     }
 
+    /// Tells the kernel where the goroutine id and labels of a Go process are.
+    pub fn set_go_proc(&mut self, tgid: u32, info: GoProcInfo) {
+        // A full map only means this process's samples go without goroutine data.
+        let _ = self.go_procs.insert(tgid, info, 0);
+    }
+
     pub fn remove_target(&mut self, tgid: u32) {
         let _ = self.targets.remove(&tgid);
+        let _ = self.go_procs.remove(&tgid);
         // Rules of a gone process would only age out of the LRU; they are few, leave them.
     }
 
@@ -114,7 +125,16 @@ pub struct Kernel {
     thinning: u32,
     /// Whether the batch syscall works on this kernel (found out at the first drain).
     batch_ok: bool,
+    /// The kernel's interned label sets (an LRU keyed by content hash).
+    label_sets: HashMap<MapData, u32, LabelSet>,
+    /// Decoded label sets by id (ids are content hashes, so an id always means one set).
+    labels: LabelSets,
+    /// Label sets that could not be decoded or were gone from the kernel's LRU.
+    pub label_errors: u64,
 }
+
+/// Decoded label sets kept at most (then the cache starts over).
+const MAX_CACHED_LABEL_SETS: usize = 1 << 16;
 
 /// Checks the privileges eBPF sampling needs and says which are missing.
 fn effective_caps() -> u64 {
@@ -296,10 +316,21 @@ impl Kernel {
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| SamplerError::Setup(format!("loading the eBPF object: {e}")))?;
+        // The goroutine of a sample is found from the thread's TLS base, saved in its
+        // task_struct at an offset only the kernel's BTF tells.
+        let fsbase_offset = match super::btf::host_fsbase_offset() {
+            Ok(off) => off,
+            Err(e) => {
+                log::warn!("no goroutine ids or labels: {e}");
+                0
+            }
+        };
         let mut control = KernelControl {
             control: take(&mut ebpf, "CONTROL")?,
             targets: take(&mut ebpf, "TARGETS")?,
             frame0_rules: take(&mut ebpf, "FRAME0_RULES")?,
+            go_procs: take(&mut ebpf, "GO_PROCS")?,
+            goroutines_supported: fsbase_offset != 0,
         };
         let thinning = thinning(opts);
         let period = period_ns(opts.frequency_hz) / u64::from(thinning);
@@ -310,6 +341,8 @@ impl Kernel {
             (Control::Threads, u32::from(opts.threads)),
             (Control::PeriodNanos, period as u32),
             (Control::Thinning, thinning),
+            (Control::Goroutines, u32::from(opts.goroutines)),
+            (Control::FsbaseOffset, fsbase_offset),
         ];
         for (slot, value) in settings {
             control
@@ -375,6 +408,9 @@ impl Kernel {
             cpus,
             sizes,
             batch_ok: true,
+            label_sets: take(&mut ebpf, "LABEL_SETS")?,
+            labels: LabelSets::new(),
+            label_errors: 0,
             _ebpf: ebpf,
         };
         Ok((kernel, control))
@@ -472,8 +508,42 @@ impl Kernel {
             }
             let _ = set.kernel_stacks.remove(&id);
         }
+        self.label_sets_of(&mut out);
         out.kernel_stats = self.stats();
         Ok(out)
+    }
+}
+
+impl Kernel {
+    /// Puts the label sets the batch's samples name into it, decoding the new ones.
+    fn label_sets_of(&mut self, out: &mut Batch) {
+        for (key, _) in &out.counts {
+            let id = key.label_set;
+            if id == 0 || out.label_sets.contains_key(&id) {
+                continue;
+            }
+            if !self.labels.contains_key(&id) {
+                if self.labels.len() >= MAX_CACHED_LABEL_SETS {
+                    self.labels.clear();
+                }
+                match self
+                    .label_sets
+                    .get(&id, 0)
+                    .map_err(|e| e.to_string())
+                    .and_then(|set| labels::decode(&set).map_err(|e| e.to_string()))
+                {
+                    Ok(l) => {
+                        self.labels.insert(id, std::sync::Arc::new(l));
+                    }
+                    Err(e) => {
+                        self.label_errors += 1;
+                        log::debug!("label set {id:#x}: {e}");
+                        continue;
+                    }
+                }
+            }
+            out.label_sets.insert(id, self.labels[&id].clone());
+        }
     }
 }
 

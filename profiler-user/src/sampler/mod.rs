@@ -6,7 +6,9 @@
 //! to the pipeline over one bounded channel; when the pipeline falls behind, a batch is
 //! dropped and counted rather than the kernel maps left to overflow.
 
+pub mod btf;
 mod kernel;
+pub mod labels;
 mod sys;
 
 use std::collections::HashMap;
@@ -32,6 +34,8 @@ pub struct SamplerOptions {
     pub follow_children: bool,
     /// The thread id is part of every key (`--threads`).
     pub threads: bool,
+    /// The goroutine id is part of every key of a Go process (`--goroutines`).
+    pub goroutines: bool,
     /// Vary the period randomly around 1/frequency so that sampling cannot lock onto
     /// periodic work (the mean rate stays the frequency).
     pub jitter: bool,
@@ -60,6 +64,8 @@ pub struct Batch {
     pub user_stacks: HashMap<u64, (Vec<u64>, bool)>,
     /// Kernel stacks by id, innermost first.
     pub kernel_stacks: HashMap<i32, Vec<u64>>,
+    /// The label sets the samples name (`SampleKey::label_set`), decoded.
+    pub label_sets: labels::LabelSets,
     /// The kernel's counters (summed over CPUs, since the start) when this batch was drained.
     pub kernel_stats: [u64; STAT_SLOTS as usize],
     /// The last batch: sampling has stopped.
@@ -67,6 +73,8 @@ pub struct Batch {
 }
 
 /// What the sampler thread sends, in the order it happened.
+// A few per drain interval through a channel of 16: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum SamplerMsg {
     Events(Vec<ProcessEvent>),
