@@ -89,9 +89,9 @@ fn worker_of(p: &Profile, s: &Sample) -> Option<u32> {
     None
 }
 
-fn run(version: &str, args: &[&str], map_labels: bool) {
+fn run(version: &str, args: &[&str], env: &[(&str, &str)], map_labels: bool) {
     let Some(bin) = tests::require_ok(
-        tests::go::build("labels", version, args, &[]),
+        tests::go::build("labels", version, args, env),
         "building the labels fixture",
     ) else {
         return;
@@ -305,7 +305,7 @@ fn matrix(versions: &[&str]) {
         let minor: u32 = v.split('.').nth(1).unwrap().parse().unwrap();
         let map_labels = minor <= 23;
         for args in [&[][..], &["-ldflags=-s -w"][..]] {
-            run(v, args, map_labels);
+            run(v, args, &[], map_labels);
         }
     }
 }
@@ -313,6 +313,24 @@ fn matrix(versions: &[&str]) {
 #[test]
 fn labels_go_map_and_slice() {
     matrix(&["1.23.9", "1.27.3"]);
+}
+
+/// Externally linked PIE (cgo's linking: g's TLS slot is found by decoding the binary).
+#[test]
+fn labels_external_link() {
+    if !tests::require_root() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for v in tests::go::installed(&["1.19", "1.27.3"]) {
+        let minor: u32 = v.split('.').nth(1).unwrap().parse().unwrap();
+        run(
+            v,
+            &["-buildmode=pie", "-ldflags=-linkmode=external -s -w"],
+            &[("CGO_ENABLED", "1")],
+            minor <= 23,
+        );
+    }
 }
 
 #[test]

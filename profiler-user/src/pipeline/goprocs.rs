@@ -19,9 +19,9 @@ pub enum GoProcError {
     )]
     UnknownRelease(String),
     #[error(
-        "{0}: externally linked (cgo): the TLS slot of g is not known yet; samples carry no goroutine ids or labels"
+        "{0}: the TLS slot of g could not be found ({1}); samples carry no goroutine ids or labels"
     )]
-    ExternalLink(String),
+    TlsSlot(String, String),
 }
 
 /// `go1.23.9` → `(1, 23)`; also `go1.24rc1`, `go1.22`.
@@ -37,24 +37,6 @@ pub fn release(version: &str) -> Option<(u32, u32)> {
     Some((major, minor.parse().ok()?))
 }
 
-/// The offset of the `g` slot from fsbase: −8 in a binary the Go linker linked itself (no
-/// PT_INTERP, and its only TLS is the runtime's own 8-byte slot). None otherwise (external
-/// link: the slot is inside libc's TLS block).
-pub fn internal_tls_g_offset(elf: &[u8]) -> Option<i32> {
-    use object::read::elf::{ElfFile64, ProgramHeader as _};
-    let file = ElfFile64::<object::Endianness>::parse(elf).ok()?;
-    let e = file.endian();
-    let mut tls_ok = true;
-    for ph in file.elf_program_headers() {
-        match ph.p_type(e) {
-            object::elf::PT_INTERP => return None,
-            object::elf::PT_TLS if ph.p_memsz(e) > 8 => tls_ok = false,
-            _ => {}
-        }
-    }
-    tls_ok.then_some(-8)
-}
-
 /// What the kernel needs to read the goroutine of an image whose executable is `exe`.
 pub fn go_proc_info(exe: &ObjectFile, generation: u32) -> Result<GoProcInfo, GoProcError> {
     let version = exe
@@ -64,8 +46,13 @@ pub fn go_proc_info(exe: &ObjectFile, generation: u32) -> Result<GoProcInfo, GoP
         .ok_or(GoProcError::NotGo)?;
     let rel = release(version).ok_or_else(|| GoProcError::BadVersion(version.to_string()))?;
     let layout = layout_for(rel).ok_or_else(|| GoProcError::UnknownRelease(version.to_string()))?;
-    let tls = internal_tls_g_offset(exe.data.as_ref())
-        .ok_or_else(|| GoProcError::ExternalLink(version.to_string()))?;
+    // −8 for the Go linker's own TLS; decoded from runtime.stackcheck for external links.
+    let tls = crate::goruntime::binary::g_tls_offset(exe.data.as_ref())
+        .map_err(|e| GoProcError::TlsSlot(version.to_string(), e.to_string()))
+        .and_then(|off| {
+            i32::try_from(off)
+                .map_err(|_| GoProcError::TlsSlot(version.to_string(), format!("{off}")))
+        })?;
     Ok(GoProcInfo {
         generation,
         tls_g_offset: tls,
@@ -92,10 +79,5 @@ mod tests {
         assert_eq!(release("go1.22"), Some((1, 22)));
         assert_eq!(release("devel +abc"), None);
         assert_eq!(release("go"), None);
-    }
-
-    #[test]
-    fn garbage_elf_has_no_tls_offset() {
-        assert_eq!(internal_tls_g_offset(b"not an elf"), None);
     }
 }

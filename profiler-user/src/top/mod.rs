@@ -276,6 +276,7 @@ pub fn run(opts: TopOptions) -> Result<(), TopError> {
         all_processes: false,
         follow_children: opts.subprocesses,
         threads: false,
+        goroutines: false,
         jitter: opts.jitter,
         // Several drains per window, so a window is cut close to its interval.
         drain_interval: (opts.interval / 4)
