@@ -20,7 +20,7 @@ fn service(r: &serde_json::Value) -> &str {
     r["labels"]["service_name"].as_str().unwrap_or_default()
 }
 
-/// 60 s of a CPU-bound Go program in 5 s windows, with the receiver down for 20 s in the
+/// 60 s of a CPU-bound Go program in 5 s windows, with the receiver down for 30 s in the
 /// middle: every window arrives (retried), with its labels; the CPU time received equals
 /// what the agent says it sent, nothing is dropped, and it matches the target's own CPU time
 /// within 10 %.
@@ -53,16 +53,21 @@ fn every_window_arrives_with_its_labels_and_the_cpu_time_adds_up() {
         gprof_testkit::skip!("hotloop did not start");
     };
     std::thread::sleep(Duration::from_secs(20));
-    recv.down_for(Duration::from_secs(20)).unwrap();
+    recv.down_for(Duration::from_secs(30)).unwrap();
     let cpu = wait_cpu(&mut target);
-    // The last window, and the retries of the outage (backoff up to ~16 s).
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The last window (cut within a window and a drain), then the retries of the outage
+    // (backoff up to ~32 s): wait until the agent's queue is empty and nothing new arrives.
+    let exited = Instant::now();
+    let deadline = exited + Duration::from_secs(90);
     let mine = |r: &serde_json::Value| service(r) == "example.com/hotloop";
-    let mut last = 0;
+    let queue = "gprof_bpf_queue_profiles{sink=\"pyroscope\"}";
+    let mut last = usize::MAX;
     loop {
-        std::thread::sleep(Duration::from_secs(6));
+        std::thread::sleep(Duration::from_secs(2));
         let n = recv.requests().iter().filter(|r| mine(r)).count();
-        if (n == last && n > 0) || Instant::now() > deadline {
+        let queued = metrics(agent.addr).get(queue).copied().unwrap_or(0.0);
+        let settled = exited.elapsed() > Duration::from_secs(8) && queued == 0.0 && n == last;
+        if settled || Instant::now() > deadline {
             break;
         }
         last = n;
