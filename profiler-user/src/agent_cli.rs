@@ -27,6 +27,10 @@ pub struct AgentArgs {
     /// Window length: one profile per service per window [default: 15s]. Example: --window 10s
     #[arg(long, env = "GPROF_BPF_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub window: Option<Duration>,
+    /// CPU budget in percent of one core [default: 1]: over it the sampling rate is halved
+    /// (down to 2 Hz); 0: none. Example: --cpu-budget 0.5
+    #[arg(long, env = "GPROF_BPF_CPU_BUDGET", value_name = "PERCENT")]
+    pub cpu_budget: Option<f64>,
     /// Push to a Pyroscope server (repeatable, or comma-separated in the variable).
     /// Example: --pyroscope http://pyroscope:4040
     #[arg(
@@ -102,6 +106,9 @@ impl AgentArgs {
         }
         if let Some(w) = self.window {
             c.window = w;
+        }
+        if let Some(b) = self.cpu_budget {
+            c.limits.cpu_percent = b;
         }
         for url in &self.pyroscope {
             c.pyroscope.push(PyroscopeSinkConfig {
