@@ -50,9 +50,6 @@ fn exports_decoded_windows(protocol: &str) {
             &url,
             "--otlp-protocol",
             protocol,
-            // The frames and counts checked here need the rate asked for: no CPU budget.
-            "--cpu-budget",
-            "0",
             "--otlp-development-version",
             "1",
             "--window",

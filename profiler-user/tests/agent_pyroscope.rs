@@ -47,8 +47,6 @@ fn every_window_arrives_with_its_labels_and_the_cpu_time_adds_up() {
             "--label",
             "env=test",
             "--go-only",
-            "--cpu-budget",
-            "0",
         ],
     );
     let Some((mut target, pid)) = hotloop(&v, "cpu", 60) else {

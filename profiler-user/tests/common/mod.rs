@@ -38,9 +38,18 @@ impl Agent {
             }
             None => Command::new(bin),
         };
+        // The CPU budget halves the rate when the agent is busy (on a loaded machine, at the
+        // -F 99 many tests ask for), which thins windows and frames at random: off, unless
+        // a test brings its own configuration (the budget test sets one there).
+        let budget: &[&str] = if args.contains(&"--config") {
+            &[]
+        } else {
+            &["--cpu-budget", "0"]
+        };
         let child = cmd
             .arg("agent")
             .args(["--listen", &listen.to_string(), "--log-format", "json"])
+            .args(budget)
             .args(args)
             .env_remove("GPROF_BPF_CONFIG")
             .stdout(Stdio::null())
