@@ -119,6 +119,7 @@ fn run(version: &str, args: &[&str], env: &[(&str, &str)], map_labels: bool) {
     let long: String = "0123456789".repeat(10);
     let mut per_worker: HashMap<u32, i64> = HashMap::new();
     let mut descheduled: HashMap<u32, i64> = HashMap::new();
+    let mut unlabelled: HashMap<u32, i64> = HashMap::new();
     for s in &profile.samples {
         let Some(w) = worker_of(&profile, s) else {
             continue;
@@ -141,6 +142,12 @@ fn run(version: &str, args: &[&str], env: &[(&str, &str)], map_labels: bool) {
             continue;
         }
         let got = pprof_labels(s);
+        // KNOWN BUG (docs/labels.md): with Go ≤ 1.23's label maps a few samples carry the
+        // right goroutine id but no labels. Counted and bounded here, not hidden.
+        if map_labels && got.is_empty() && goroutine_of(s).is_some() {
+            *unlabelled.entry(w).or_default() += s.values[0];
+            continue;
+        }
         let kv = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs
                 .iter()
@@ -183,13 +190,19 @@ fn run(version: &str, args: &[&str], env: &[(&str, &str)], map_labels: bool) {
         }
     }
     eprintln!(
-        "{name}: samples per worker {per_worker:?}, in the scheduler (no goroutine) {descheduled:?}"
+        "{name}: samples per worker {per_worker:?}, in the scheduler (no goroutine) {descheduled:?}, \
+         goroutine without its labels (known bug, map labels) {unlabelled:?}"
     );
     for w in 1..=4 {
         let n = per_worker.get(&w).copied().unwrap_or(0);
         assert!(
             n >= 20,
             "{name}: too few samples in work{w}: {per_worker:?}"
+        );
+        let u = unlabelled.get(&w).copied().unwrap_or(0);
+        assert!(
+            u * 20 <= n,
+            "{name}: {u} of {n} samples of work{w} have its goroutine but not its labels"
         );
         let d = descheduled.get(&w).copied().unwrap_or(0);
         assert!(
