@@ -69,6 +69,33 @@ fn i32_at(b: &[u8], at: usize) -> Option<i64> {
     )))
 }
 
+/// The offset of g's TLS slot from fsbase: −8 straight from the program headers when the Go
+/// linker linked the binary itself (this runs at every exec, so the common case skips the
+/// pclntab), else [`decode_g_tls_offset`].
+pub fn g_tls_offset(elf_bytes: &[u8]) -> Result<i64, Error> {
+    match internal_tls_g_offset(elf_bytes) {
+        Some(off) => Ok(off),
+        None => decode_g_tls_offset(elf_bytes),
+    }
+}
+
+/// −8 when the Go linker linked the binary itself (no PT_INTERP, and its only TLS is the
+/// runtime's own 8-byte slot): the slot is right below fsbase. None otherwise.
+fn internal_tls_g_offset(elf: &[u8]) -> Option<i64> {
+    use object::read::elf::{ElfFile64, ProgramHeader as _};
+    let file = ElfFile64::<object::Endianness>::parse(elf).ok()?;
+    let e = file.endian();
+    let mut tls_ok = true;
+    for ph in file.elf_program_headers() {
+        match ph.p_type(e) {
+            object::elf::PT_INTERP => return None,
+            object::elf::PT_TLS if ph.p_memsz(e) > 8 => tls_ok = false,
+            _ => {}
+        }
+    }
+    tls_ok.then_some(-8)
+}
+
 /// Offset from the thread pointer (`%fs` base) of the TLS slot that holds the current `g`.
 ///
 /// Decoded from the first instruction of `runtime.stackcheck` that reads `%fs`, which every Go
@@ -80,7 +107,7 @@ fn i32_at(b: &[u8], at: usize) -> Option<i64> {
 ///   load to a constant);
 /// * `mov GOT(%rip), r1; mov %fs:(r1), r2` — initial-exec through the GOT: the offset is the
 ///   64-bit value stored in the file at the GOT slot.
-pub fn g_tls_offset(elf_bytes: &[u8]) -> Result<i64, Error> {
+pub fn decode_g_tls_offset(elf_bytes: &[u8]) -> Result<i64, Error> {
     const F: &str = "runtime.stackcheck";
     let elf = Elf::parse(elf_bytes)?;
     let table = GoTable::parse(elf_bytes)?;

@@ -37,23 +37,6 @@ pub fn release(version: &str) -> Option<(u32, u32)> {
     Some((major, minor.parse().ok()?))
 }
 
-/// −8 when the Go linker linked the binary itself (no PT_INTERP, and its only TLS is the
-/// runtime's own 8-byte slot): the slot is right below fsbase. None otherwise.
-fn internal_tls_g_offset(elf: &[u8]) -> Option<i64> {
-    use object::read::elf::{ElfFile64, ProgramHeader as _};
-    let file = ElfFile64::<object::Endianness>::parse(elf).ok()?;
-    let e = file.endian();
-    let mut tls_ok = true;
-    for ph in file.elf_program_headers() {
-        match ph.p_type(e) {
-            object::elf::PT_INTERP => return None,
-            object::elf::PT_TLS if ph.p_memsz(e) > 8 => tls_ok = false,
-            _ => {}
-        }
-    }
-    tls_ok.then_some(-8)
-}
-
 /// What the kernel needs to read the goroutine of an image whose executable is `exe`.
 pub fn go_proc_info(exe: &ObjectFile, generation: u32) -> Result<GoProcInfo, GoProcError> {
     let version = exe
@@ -63,11 +46,7 @@ pub fn go_proc_info(exe: &ObjectFile, generation: u32) -> Result<GoProcInfo, GoP
         .ok_or(GoProcError::NotGo)?;
     let rel = release(version).ok_or_else(|| GoProcError::BadVersion(version.to_string()))?;
     let layout = layout_for(rel).ok_or_else(|| GoProcError::UnknownRelease(version.to_string()))?;
-    // −8 for the Go linker's own TLS (checked from the program headers alone: this runs at
-    // every exec, before the new image is read); decoded from runtime.stackcheck otherwise.
-    let tls = internal_tls_g_offset(exe.data.as_ref())
-        .map(Ok)
-        .unwrap_or_else(|| crate::goruntime::binary::g_tls_offset(exe.data.as_ref()))
+    let tls = crate::goruntime::binary::g_tls_offset(exe.data.as_ref())
         .map_err(|e| GoProcError::TlsSlot(version.to_string(), e.to_string()))
         .and_then(|off| {
             i32::try_from(off)

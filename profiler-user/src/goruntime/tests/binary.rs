@@ -69,13 +69,13 @@ fn g_tls_offset_matches_the_abi_and_the_tls_segment() {
             continue;
         };
         let want = if b.link.cgo() { tls_oracle(&twin) } else { -8 };
-        let got = binary::g_tls_offset(&data);
+        let got = binary::decode_g_tls_offset(&data);
         assert_eq!(
             got.ok(),
             Some(want),
             "{}: {:?}",
             b.label(),
-            binary::g_tls_offset(&data)
+            binary::decode_g_tls_offset(&data)
         );
         n += 1;
     }
@@ -106,7 +106,7 @@ fn g_tls_offset_matches_the_abi_and_the_tls_segment() {
                 "go{v} static cgo: the oracle should not be the default"
             );
             assert_eq!(
-                binary::g_tls_offset(&data).ok(),
+                binary::decode_g_tls_offset(&data).ok(),
                 Some(want),
                 "go{v} static strip={strip}"
             );
@@ -165,7 +165,7 @@ fn allgs_is_found_with_and_without_symtab() {
 #[test]
 fn garbage_gives_errors() {
     for data in [&b""[..], b"\x7fELF", &[0u8; 4096][..]] {
-        assert!(binary::g_tls_offset(data).is_err());
+        assert!(binary::decode_g_tls_offset(data).is_err());
         assert!(binary::find_allgs(data).is_err());
     }
 }
