@@ -205,6 +205,14 @@ pub struct Pipeline {
     opts: PipelineOptions,
     window: Window,
     window_started: Instant,
+    /// When the current window is due: advanced by the window length at every cut, so that
+    /// windows average their configured length rather than drifting by a batch each time.
+    window_due_at: Instant,
+    /// When the last batch arrived, and the gap before it: a window is cut at the batch
+    /// nearest its deadline (within half a gap), not at the first one after it, which with
+    /// 1 s batches made every 1 s window 2 s long.
+    last_batch: Option<Instant>,
+    batch_gap: Duration,
     total: Option<Window>,
     notes: Vec<String>,
     /// Where progress and debug lines go.
@@ -222,12 +230,18 @@ pub struct Pipeline {
     go_noted: std::collections::HashSet<String>,
 }
 
+/// When the first window is due (far away without windows).
+fn opts_window_or_max(opts: &PipelineOptions) -> Duration {
+    opts.window.unwrap_or(Duration::from_secs(365 * 24 * 3600))
+}
+
 /// Images remembered as checked, at most (then the set starts over: a re-check is harmless).
 const MAX_GO_CHECKED: usize = 1 << 16;
 
 impl Pipeline {
     pub fn new(opts: PipelineOptions, sinks: Vec<Box<dyn Sink>>) -> Self {
         let now = SystemTime::now();
+        let first_due = Instant::now() + opts_window_or_max(&opts);
         Pipeline {
             registry: Registry::default(),
             stacks: StackTable::default(),
@@ -243,6 +257,9 @@ impl Pipeline {
             opts,
             window: Window::new(1, now),
             window_started: Instant::now(),
+            window_due_at: first_due,
+            last_batch: None,
+            batch_gap: Duration::ZERO,
             notes: Vec::new(),
             capture: None,
             reporter: std::sync::Arc::new(crate::reporter::Stderr::default()),
@@ -363,6 +380,10 @@ impl Pipeline {
                 }
                 SamplerMsg::Failed(e) => return Err(e.into()),
                 SamplerMsg::Batch(batch) => {
+                    let arrived = Instant::now();
+                    if let Some(prev) = self.last_batch.replace(arrived) {
+                        self.batch_gap = arrived - prev;
+                    }
                     self.registry.begin_batch(batch.seq);
                     self.stats.batches += 1;
                     self.stats.entries += batch.counts.len() as u64;
@@ -434,10 +455,8 @@ impl Pipeline {
                         }
                         return Ok(self.total.take());
                     }
-                    let due = self
-                        .opts
-                        .window
-                        .is_some_and(|w| self.window_started.elapsed() >= w);
+                    let due = self.opts.window.is_some()
+                        && arrived + self.batch_gap / 2 >= self.window_due_at;
                     if feed.window_due(due) {
                         self.cut()?;
                     }
@@ -453,8 +472,16 @@ impl Pipeline {
     fn cut(&mut self) -> Result<(), PipelineError> {
         let next = Window::new(self.window.seq + 1, SystemTime::now());
         let mut window = std::mem::replace(&mut self.window, next);
-        window.duration = self.window_started.elapsed();
-        self.window_started = Instant::now();
+        let now = Instant::now();
+        window.duration = now - self.window_started;
+        self.window_started = now;
+        if let Some(w) = self.opts.window {
+            self.window_due_at += w;
+            if self.window_due_at <= now {
+                // Fell behind (a slow window, a replay): start the schedule over.
+                self.window_due_at = now + w;
+            }
+        }
         self.stats.windows += 1;
         if let Some(b) = &mut self.budget {
             if let Some(c) = b.check() {
