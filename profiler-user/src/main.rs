@@ -117,6 +117,10 @@ struct RecordArgs {
     /// kept.
     #[arg(long)]
     goroutines: bool,
+    /// Read no goroutine data in the kernel: no pprof labels, no goroutine ids (each sample
+    /// then costs only its stack walk).
+    #[arg(long, conflicts_with_all = ["goroutines", "tags", "by_tag"])]
+    no_labels: bool,
     /// Keep only samples whose pprof label KEY equals VALUE (KEY=VALUE) or matches a regular
     /// expression (KEY=~REGEX); repeatable, all must match.
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = report::tags::TagFilter::parse)]
@@ -408,6 +412,7 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
         drain_interval: args.drain_interval,
         threads: args.threads,
         goroutines: args.goroutines,
+        goroutine_data: !args.no_labels,
         jitter: !args.no_jitter,
         window: args.window,
         window_dir: args.window_dir.clone(),

@@ -71,6 +71,8 @@ pub struct RecordOptions {
     pub threads: bool,
     /// The goroutine id is a dimension of every sample of a Go process (`--goroutines`).
     pub goroutines: bool,
+    /// Read goroutine data (pprof labels, ids) in the kernel; off with `--no-labels`.
+    pub goroutine_data: bool,
     /// Vary the sampling period randomly around 1/frequency (on by default).
     pub jitter: bool,
     /// Cut the recording into windows this long, each written to `window_dir`.
@@ -95,6 +97,7 @@ impl Default for RecordOptions {
             drain_interval: Duration::from_secs(1),
             threads: false,
             goroutines: false,
+            goroutine_data: true,
             jitter: true,
             window: None,
             window_dir: None,
@@ -198,6 +201,7 @@ pub async fn run_with(
         follow_children: opts.subprocesses,
         threads: opts.threads,
         goroutines: opts.goroutines,
+        goroutine_data: opts.goroutine_data,
         jitter: opts.jitter,
         drain_interval: opts.drain_interval,
     })?;

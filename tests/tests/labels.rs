@@ -351,3 +351,41 @@ fn labels_external_link() {
 fn labels_other_releases() {
     matrix(&["1.19", "1.21.13", "1.22.10", "1.24.11", "1.25.5", "1.26.6"]);
 }
+
+/// `--no-labels`: the kernel reads no goroutine data, and no sample carries any.
+#[test]
+fn no_labels_reads_no_goroutine_data() {
+    if !tests::require_root() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(bin) = tests::require_ok(
+        tests::go::build("labels", "1.27.3", &[], &[]),
+        "building the labels fixture",
+    ) else {
+        return;
+    };
+    let out = tempfile("labels-no-labels");
+    let profile = tests::record(RecordOptions {
+        command: vec![
+            bin.display().to_string(),
+            out.display().to_string(),
+            "2".into(),
+        ],
+        frequency_hz: 499,
+        goroutine_data: false,
+        ..RecordOptions::default()
+    });
+    let mut in_workers = 0;
+    for s in &profile.samples {
+        if worker_of(&profile, s).is_some() {
+            in_workers += s.values[0];
+        }
+        assert!(
+            pprof_labels(s).is_empty() && goroutine_of(s).is_none(),
+            "a sample with goroutine data under --no-labels: {:?}",
+            s.labels
+        );
+    }
+    assert!(in_workers >= 100, "{in_workers} samples in the workers");
+}

@@ -11,8 +11,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -164,7 +166,7 @@ func fixed(total, threads int) (time.Duration, int64) {
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: spin calibrate THREADS | fixed UNITS THREADS OUTFILE | busy SECONDS THREADS DEPTH")
+		fmt.Fprintln(os.Stderr, "usage: spin calibrate THREADS | fixed UNITS THREADS OUTFILE | busy SECONDS THREADS DEPTH [labels]")
 		os.Exit(2)
 	}
 	arg := func(i int) int {
@@ -195,17 +197,31 @@ func main() {
 		}
 	case "busy":
 		secs, threads, depth := arg(2), arg(3), arg(4)
+		// "labels": each goroutine runs under three pprof labels, as a traced request
+		// handler does (what the kernel reads per sample).
+		labelled := len(os.Args) > 5 && os.Args[5] == "labels"
 		deadline := time.Now().Add(time.Duration(secs) * time.Second)
 		var wg sync.WaitGroup
 		for t := 0; t < threads; t++ {
 			wg.Add(1)
 			go func(t int) {
 				defer wg.Done()
-				pad(depth, func() {
-					for time.Now().Before(deadline) {
-						sinks[t*8] += units(200, sinks[t*8]+1)
-					}
-				})
+				work := func() {
+					pad(depth, func() {
+						for time.Now().Before(deadline) {
+							sinks[t*8] += units(200, sinks[t*8]+1)
+						}
+					})
+				}
+				if !labelled {
+					work()
+					return
+				}
+				pprof.Do(context.Background(), pprof.Labels(
+					"trace_id", fmt.Sprintf("4bf92f3577b34da6a3ce929d0e0e%04x", t),
+					"span_id", fmt.Sprintf("00f067aa0ba9%04x", t),
+					"worker", strconv.Itoa(t),
+				), func(context.Context) { work() })
 			}(t)
 		}
 		fmt.Printf("ready %d\n", os.Getpid())

@@ -145,6 +145,7 @@ async fn run_once(c: &AgentConfig, file: Option<&std::path::Path>) -> Result<End
         follow_children: false,
         threads: false,
         goroutines: false,
+        goroutine_data: true,
         jitter: true,
         drain_interval: std::time::Duration::from_secs(1),
     })?;

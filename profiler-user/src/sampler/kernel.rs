@@ -319,7 +319,8 @@ impl Kernel {
         // The goroutine of a sample is found from the thread's TLS base, saved in its
         // task_struct at an offset only the kernel's BTF tells.
         let fsbase_offset = match super::btf::host_fsbase_offset() {
-            Ok(off) => off,
+            Ok(off) if opts.goroutine_data => off,
+            Ok(_) => 0,
             Err(e) => {
                 log::warn!("no goroutine ids or labels: {e}");
                 0

@@ -36,6 +36,9 @@ pub struct SamplerOptions {
     pub threads: bool,
     /// The goroutine id is part of every key of a Go process (`--goroutines`).
     pub goroutines: bool,
+    /// Read the goroutine of every sample of a Go process in the kernel (its pprof labels,
+    /// and its id with `goroutines`); off (`--no-labels`): no reads beyond the stack.
+    pub goroutine_data: bool,
     /// Vary the period randomly around 1/frequency so that sampling cannot lock onto
     /// periodic work (the mean rate stays the frequency).
     pub jitter: bool,

@@ -277,6 +277,7 @@ pub fn run(opts: TopOptions) -> Result<(), TopError> {
         follow_children: opts.subprocesses,
         threads: false,
         goroutines: false,
+        goroutine_data: true,
         jitter: opts.jitter,
         // Several drains per window, so a window is cut close to its interval.
         drain_interval: (opts.interval / 4)

@@ -195,6 +195,63 @@ fn one(env: &Env, depth: usize) -> Result<Row> {
     row
 }
 
+/// The cost of the goroutine and label reads: the same labelled target (`spin busy … labels`,
+/// three pprof labels per goroutine) profiled with them (`--goroutines`, the most work: id and
+/// labels) and without (`--no-labels`), alternating A,B then B,A. Returns the per-pair
+/// differences of the median ns per run, and the rows.
+fn goroutine_cost(env: &Env, depth: usize) -> Result<(Vec<f64>, Vec<Row>)> {
+    let pairs = if env.params.smoke {
+        1
+    } else {
+        env.params.pairs.min(5)
+    };
+    let secs = (env.params.kernel_windows as u64 + 2) * 2 * pairs as u64 + 10;
+    let mut busy = super::start_busy_with(env, secs, 2, depth, &["labels"])?;
+    let pid = busy.pid().to_string();
+    let mut diffs = Vec::new();
+    let mut rows = Vec::new();
+    for i in 0..pairs {
+        let mut with = None;
+        let mut without = None;
+        let order = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for read in order {
+            let row = if read {
+                measure(
+                    env,
+                    format!("`spin` DEPTH {depth}, 3 labels, `--goroutines`"),
+                    &pid,
+                    &["--goroutines"],
+                    "main.pad",
+                )?
+            } else {
+                measure(
+                    env,
+                    format!("`spin` DEPTH {depth}, 3 labels, `--no-labels`"),
+                    &pid,
+                    &["--no-labels"],
+                    "main.pad",
+                )?
+            };
+            let m = summarize(&row.windows).median;
+            if read {
+                with = Some(m);
+            } else {
+                without = Some(m);
+            }
+            rows.push(row);
+        }
+        if let (Some(a), Some(b)) = (with, without) {
+            diffs.push(a - b);
+        }
+    }
+    let _ = busy.child().kill();
+    Ok((diffs, rows))
+}
+
 /// The real program: staticcheck (pinned in `bench/go/staticcheck/go.mod`, built from the Go
 /// module proxy, stripped), analysing `net/http` over and over.
 const REAL_TARGET: &str = "net/http";
@@ -284,11 +341,17 @@ pub fn run(env: &Env) -> Result<Section> {
     let knob = "/proc/sys/kernel/bpf_stats_enabled";
     let old = std::fs::read_to_string(knob).unwrap_or_else(|_| "0".into());
     std::fs::write(knob, "1").context("enabling kernel.bpf_stats_enabled")?;
+    let mut goroutine_diffs = Vec::new();
+    let diffs_out = &mut goroutine_diffs;
     let measured = (|| -> Result<Vec<Row>> {
+        let goroutine_diffs = diffs_out;
         let mut rows = Vec::new();
         for &d in &env.params.kernel_depths {
             rows.push(one(env, d)?);
         }
+        let (diffs, labelled) = goroutine_cost(env, env.params.kernel_depths[0])?;
+        *goroutine_diffs = diffs;
+        rows.extend(labelled);
         // The real program needs the Go module proxy and minutes to build: not in the smoke.
         if !env.params.smoke {
             rows.push(real(env)?);
@@ -368,6 +431,32 @@ pub fn run(env: &Env) -> Result<Section> {
             &format!("{:.2}", r.entries_per_sample),
             "< 0.3",
             if r.entries_per_sample < 0.3 {
+                "met"
+            } else {
+                "**missed**"
+            },
+        ));
+    }
+    if !goroutine_diffs.is_empty() {
+        let s = summarize(&goroutine_diffs);
+        let frames = rows
+            .iter()
+            .find(|r| r.what.contains("--goroutines"))
+            .map_or(0.0, |r| r.frames);
+        md.push_str(&format!(
+            "\n**Goroutine and label reads.** The rows with 3 labels are one target profiled \
+             alternately with `--goroutines` (fsbase → g → m → curg → goid and labels, the label \
+             set read and interned) and with `--no-labels` (none of it), {} pairs (A,B then B,A); \
+             added per run, median of the pairs' differences: **{:.0} ns** ({}).\n",
+            s.n,
+            s.median,
+            s.spread(|v| format!("{v:.0}"))
+        ));
+        md.push_str(&summary_row(
+            &format!("in-kernel cost of goroutine id + 3 labels, {frames:.0}-frame stack"),
+            &format!("+{:.0} ns ({})", s.median, s.spread(|v| format!("{v:.0}"))),
+            "≤ 150 ns added",
+            if s.median <= 150.0 {
                 "met"
             } else {
                 "**missed**"

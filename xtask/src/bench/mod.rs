@@ -378,6 +378,17 @@ impl Agent {
 
 /// Starts `spin busy SECONDS THREADS DEPTH` and waits for its "ready PID" line.
 pub fn start_busy(env: &Env, secs: u64, threads: usize, depth: usize) -> Result<Guard> {
+    start_busy_with(env, secs, threads, depth, &[])
+}
+
+/// [`start_busy`] with extra arguments (`labels`: under three pprof labels).
+pub fn start_busy_with(
+    env: &Env,
+    secs: u64,
+    threads: usize,
+    depth: usize,
+    extra: &[&str],
+) -> Result<Guard> {
     let mut child = Command::new(env.workload("spin"))
         .args([
             "busy",
@@ -385,6 +396,7 @@ pub fn start_busy(env: &Env, secs: u64, threads: usize, depth: usize) -> Result<
             &threads.to_string(),
             &depth.to_string(),
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .context("starting spin busy")?;
