@@ -154,7 +154,9 @@ pub struct GoProcInfo {
     pub g_labels: u32,
     /// [`GO_LABELS_MAP`], [`GO_LABELS_SLICE`] or [`GO_LABELS_NONE`] (goroutine id only).
     pub labels_repr: u32,
-    pub _pad: u32,
+    /// Offset of `g.stack` (`{lo, hi}`): the running goroutine's stack bounds let the frame
+    /// walk copy the used stack in one read.
+    pub g_stack: u32,
 }
 
 /// One label of an interned set: the first `key_len`/`val_len` bytes of `key`/`val` (the
@@ -224,10 +226,17 @@ pub enum Control {
     /// Non-zero: the goroutine id is part of the key (`--goroutines`).
     Goroutines = 6,
     /// Offset of `thread.fsbase` in the kernel's `task_struct` (from its BTF); 0: unknown,
-    /// no goroutine data is read.
+    /// nothing of the runtime is read (not even `g.stack` for the frame walk).
     FsbaseOffset = 7,
+    /// Non-zero: read the pprof labels of the goroutine (off with `--no-labels`).
+    Labels = 8,
 }
-pub const CONTROL_SLOTS: u32 = 8;
+pub const CONTROL_SLOTS: u32 = 9;
+
+/// Bytes of the running goroutine's stack (from SP up to `g.stack.hi`) copied in one user
+/// read per sample; the frame walk reads the records inside it from the copy and only the
+/// ones beyond it (a deeper stack, another stack) one read each.
+pub const STACK_COPY_BYTES: usize = 16 * 1024;
 
 /// Per-CPU counters (index into the stats array).
 #[repr(u32)]

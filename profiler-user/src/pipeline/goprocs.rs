@@ -63,7 +63,7 @@ pub fn go_proc_info(exe: &ObjectFile, generation: u32) -> Result<GoProcInfo, GoP
             LabelsRepr::Map => GO_LABELS_MAP,
             LabelsRepr::Slice => GO_LABELS_SLICE,
         },
-        _pad: 0,
+        g_stack: layout.g_stack_lo,
     })
 }
 

@@ -322,8 +322,7 @@ impl Kernel {
         // The goroutine of a sample is found from the thread's TLS base, saved in its
         // task_struct at an offset only the kernel's BTF tells.
         let fsbase_offset = match super::btf::host_fsbase_offset() {
-            Ok(off) if opts.goroutine_data => off,
-            Ok(_) => 0,
+            Ok(off) => off,
             Err(e) => {
                 log::warn!("no goroutine ids or labels: {e}");
                 0
@@ -347,6 +346,7 @@ impl Kernel {
             (Control::Thinning, thinning),
             (Control::Goroutines, u32::from(opts.goroutines)),
             (Control::FsbaseOffset, fsbase_offset),
+            (Control::Labels, u32::from(opts.goroutine_data)),
         ];
         for (slot, value) in settings {
             control
