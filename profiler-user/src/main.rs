@@ -121,13 +121,8 @@ struct RecordArgs {
     /// then costs only its stack walk).
     #[arg(long, conflicts_with_all = ["goroutines", "tags", "by_tag"])]
     no_labels: bool,
-    /// Keep only samples whose pprof label KEY equals VALUE (KEY=VALUE) or matches a regular
-    /// expression (KEY=~REGEX); repeatable, all must match.
-    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = report::tags::TagFilter::parse)]
-    tags: Vec<report::tags::TagFilter>,
-    /// With --top: one table per value of pprof label KEY.
-    #[arg(long = "by-tag", value_name = "KEY")]
-    by_tag: Option<String>,
+    #[command(flatten)]
+    labels: TagArgs,
     /// Sample at exactly 1/frequency instead of a period varied randomly around it (the
     /// variation keeps sampling from locking onto periodic work; the mean rate is the same).
     #[arg(long)]
@@ -179,10 +174,36 @@ fn parse_top_interval(s: &str) -> Result<Duration, String> {
     parse_duration(s, Duration::from_millis(200), Duration::from_secs(600))
 }
 
+/// Selecting and grouping samples by their pprof labels (`record` and `report`).
+#[derive(Args, Debug, Clone, Default)]
+struct TagArgs {
+    /// Keep only samples whose pprof label KEY equals VALUE (KEY=VALUE) or matches a regular
+    /// expression (KEY=~REGEX); repeatable, all must match.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = report::tags::TagFilter::parse)]
+    tags: Vec<report::tags::TagFilter>,
+    /// With --top: one table per value of pprof label KEY.
+    #[arg(long = "by-tag", value_name = "KEY")]
+    by_tag: Option<String>,
+}
+
+impl TagArgs {
+    /// Keeps the matching samples, then writes the files and prints the report (once per
+    /// value of `--by-tag`).
+    fn emit(&self, mut profile: Profile, output: &OutputArgs, plan: &OutputPlan) -> Result<()> {
+        report::tags::keep_matching(&mut profile, &self.tags);
+        match &self.by_tag {
+            Some(key) => emit_by_tag(&profile, key, plan),
+            None => emit(&profile, output, plan),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct ReportArgs {
     /// A pprof profile (.pb.gz or uncompressed).
     file: PathBuf,
+    #[command(flatten)]
+    labels: TagArgs,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -423,18 +444,15 @@ fn record_cmd(args: RecordArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let mut profile = runtime.block_on(record::run(opts, args.quiet))?;
-    report::tags::keep_matching(&mut profile, &args.tags);
     if args.windows_only {
+        report::tags::keep_matching(&mut profile, &args.labels.tags);
         // The windows are the output; what the run lost and cost still goes to stderr.
         if let Some(footer) = report::footer(&profile) {
             eprintln!("{footer}");
         }
         return Ok(());
     }
-    match &args.by_tag {
-        Some(key) => emit_by_tag(&profile, key, &plan),
-        None => emit(&profile, &args.output, &plan),
-    }
+    args.labels.emit(profile, &args.output, &plan)
 }
 
 /// `--by-tag KEY`: the files as usual, then the text report once per value of label KEY.
@@ -520,7 +538,7 @@ fn main() {
             let bytes = read_regular_file(&args.file, MAX_PROFILE_BYTES)?;
             let profile =
                 report::decode_pprof(&bytes).with_context(|| format!("{}", args.file.display()))?;
-            emit(&profile, &args.output, &plan)
+            args.labels.emit(profile, &args.output, &plan)
         })(),
         Some(Command::Addr2line(args)) => (|| {
             let bytes = map_regular_file(&args.binary, MAX_BINARY_BYTES)?;

@@ -341,3 +341,90 @@ fn idle_process_gets_a_note_not_an_empty_mystery() {
     assert!(out.status.success());
     assert!(stdout.contains("no samples"), "{stdout}");
 }
+
+/// `report FILE --tag` and `--by-tag` on a saved profile: two functions, each under its own
+/// `worker` label (3 samples of `main.a` under worker=1, 1 of `main.b` under worker=2).
+#[test]
+fn report_selects_and_groups_by_label() {
+    use gprof_bpf::profile::{
+        Function, Label, LabelValue, Line, Location, Mapping, Profile, ProfileBuilder, Sample,
+    };
+    let mut p = Profile::new_cpu(100, std::time::SystemTime::now());
+    let mut b = ProfileBuilder::default();
+    let m = b.mapping(
+        &mut p,
+        Mapping {
+            start: 0x400000,
+            limit: 0x500000,
+            file: "/bin/app".into(),
+            has_functions: true,
+            ..Mapping::default()
+        },
+    );
+    let mut lb = ProfileBuilder::default();
+    for (i, (name, worker, n)) in [("main.a", "1", 3), ("main.b", "2", 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let f = b.function(
+            &mut p,
+            Function {
+                name: name.into(),
+                system_name: name.into(),
+                filename: "main.go".into(),
+                start_line: 1,
+            },
+        );
+        let loc = lb.location(
+            &mut p,
+            Location {
+                mapping_id: m,
+                address: 0x401000 + 0x10 * i as u64,
+                lines: vec![Line {
+                    function_id: f,
+                    line: 2,
+                }],
+            },
+        );
+        p.samples.push(Sample {
+            location_ids: vec![loc],
+            values: vec![n, n * 10_000_000],
+            labels: vec![Label {
+                key: "worker".into(),
+                value: LabelValue::Str(worker.into()),
+            }],
+        });
+    }
+    let file = std::env::temp_dir().join(format!("gprof-cli-tags-{}.pb.gz", std::process::id()));
+    std::fs::write(&file, gprof_bpf::report::encode_pprof(&p).unwrap()).unwrap();
+    let path = file.to_str().unwrap();
+
+    let out = gprof(&["report", path, "--top", "0", "--tag", "worker=1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("main.a") && !text.contains("main.b"),
+        "{text}"
+    );
+    // Only worker=1's 30 ms remain.
+    assert!(text.contains("of 30ms total"), "{text}");
+
+    let out = gprof(&["report", path, "--top", "0", "--by-tag", "worker"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let one = text.find("--- worker=1 ---").expect("a worker=1 section");
+    let two = text.find("--- worker=2 ---").expect("a worker=2 section");
+    // Biggest first, and each section holds its own function only.
+    assert!(one < two, "{text}");
+    assert!(text[one..two].contains("main.a") && !text[one..two].contains("main.b"));
+    assert!(text[two..].contains("main.b") && !text[two..].contains("main.a"));
+    let _ = std::fs::remove_file(&file);
+}
