@@ -113,6 +113,18 @@ pub struct BatchRecord {
     pub kernel_stacks: Vec<(i32, Vec<u64>)>,
     pub kernel_stats: Vec<u64>,
     pub last: bool,
+    /// The label sets the counts name, sorted by id (absent in captures made before labels).
+    #[serde(default)]
+    pub label_sets: Vec<LabelSetRecord>,
+}
+
+/// One decoded pprof label set of a batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelSetRecord {
+    pub id: u32,
+    pub pairs: Vec<(String, String)>,
+    pub cut_labels: bool,
+    pub cut_bytes: bool,
 }
 
 /// One answer of [`ProcessSource`], with the question's pid.
@@ -207,6 +219,20 @@ impl From<&Batch> for BatchRecord {
             kernel_stacks,
             kernel_stats: b.kernel_stats.to_vec(),
             last: b.last,
+            label_sets: {
+                let mut sets: Vec<LabelSetRecord> = b
+                    .label_sets
+                    .iter()
+                    .map(|(&id, l)| LabelSetRecord {
+                        id,
+                        pairs: l.pairs.clone(),
+                        cut_labels: l.cut_labels,
+                        cut_bytes: l.cut_bytes,
+                    })
+                    .collect();
+                sets.sort_by_key(|s| s.id);
+                sets
+            },
         }
     }
 }
@@ -257,7 +283,20 @@ impl TryFrom<&BatchRecord> for Batch {
                 .collect(),
             kernel_stacks: b.kernel_stacks.iter().cloned().collect(),
             kernel_stats,
-            label_sets: Default::default(),
+            label_sets: b
+                .label_sets
+                .iter()
+                .map(|s| {
+                    (
+                        s.id,
+                        std::sync::Arc::new(crate::sampler::labels::Labels {
+                            pairs: s.pairs.clone(),
+                            cut_labels: s.cut_labels,
+                            cut_bytes: s.cut_bytes,
+                        }),
+                    )
+                })
+                .collect(),
             last: b.last,
         })
     }
@@ -795,4 +834,46 @@ pub fn replay(
         unanswered: unanswered.load(Ordering::Relaxed),
         notes: pipeline.take_notes(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::labels::Labels;
+
+    /// A batch's label sets survive the capture (replays keep their labels).
+    #[test]
+    fn label_sets_round_trip() {
+        let mut batch = Batch {
+            seq: 3,
+            counts: Vec::new(),
+            user_stacks: Default::default(),
+            kernel_stacks: Default::default(),
+            label_sets: Default::default(),
+            kernel_stats: [0; STAT_SLOTS as usize],
+            last: false,
+        };
+        batch.label_sets.insert(
+            7,
+            std::sync::Arc::new(Labels {
+                pairs: vec![("worker".into(), "1".into()), ("phase".into(), "a".into())],
+                cut_labels: true,
+                cut_bytes: false,
+            }),
+        );
+        let line = serde_json::to_string(&Record::Batch(BatchRecord::from(&batch))).unwrap();
+        let Record::Batch(back) = serde_json::from_str(&line).unwrap() else {
+            panic!("not a batch: {line}");
+        };
+        let back = Batch::try_from(&back).unwrap();
+        assert_eq!(back.label_sets.len(), 1);
+        assert_eq!(*back.label_sets[&7], *batch.label_sets[&7]);
+        // A capture written before labels has no field: it reads as none.
+        let old = line.replace(r#","label_sets":[{"id":7,"pairs":[["worker","1"],["phase","a"]],"cut_labels":true,"cut_bytes":false}]"#, "");
+        assert_ne!(old, line);
+        let Record::Batch(back) = serde_json::from_str(&old).unwrap() else {
+            panic!("not a batch: {old}");
+        };
+        assert!(back.label_sets.is_empty());
+    }
 }
