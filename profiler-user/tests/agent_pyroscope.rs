@@ -327,3 +327,82 @@ fn target_windows(recv: &Receiver) -> usize {
         .filter(|r| service(r) == "example.com/hotloop")
         .count()
 }
+
+/// A receiver slower than the windows come: the queue stays within its bound (the oldest
+/// dropped and counted as queue_full, with the CPU time they stood for), and the agent's
+/// memory does not grow with the backlog it could not send.
+#[test]
+fn a_slow_receiver_meets_the_queue_bound() {
+    if !gprof_testkit::require_root() {
+        return;
+    }
+    let Some(v) = newest_go() else { return };
+    let Some(recv) = receiver("slow") else {
+        return;
+    };
+    let Some((mut target, _)) = hotloop(&v, "cpu", 60) else {
+        gprof_testkit::skip!("hotloop did not start");
+    };
+    recv.delay(Duration::from_millis(4000)).unwrap();
+    let dir = std::env::temp_dir().join(format!("gprof-agent-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "frequency_hz = 49\nwindow = \"1s\"\n\n[limits]\ncpu_percent = 0.0\n\n\
+             [select]\ngo_only = true\n\n\
+             [[pyroscope]]\nurl = \"{}\"\n[pyroscope.queue]\nmax_profiles = 3\n",
+            recv.url()
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(
+        free_port("127.0.0.1"),
+        &["--config", conf.to_str().unwrap()],
+    );
+    let queue = "gprof_bpf_queue_profiles{sink=\"pyroscope\"}";
+    let full = "gprof_bpf_profiles_dropped_total{sink=\"pyroscope\",reason=\"queue_full\"}";
+    let (mut highest, mut rss) = (0.0f64, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut dropped = 0.0;
+    while Instant::now() < deadline {
+        let m = metrics(agent.addr);
+        highest = highest.max(m.get(queue).copied().unwrap_or(0.0));
+        dropped = m.get(full).copied().unwrap_or(0.0);
+        rss.push(m["process_resident_memory_bytes"] / (1 << 20) as f64);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let dropped_cpu = metrics(agent.addr)
+        .get("gprof_bpf_dropped_cpu_seconds_total{sink=\"pyroscope\",reason=\"queue_full\"}")
+        .copied()
+        .unwrap_or(0.0);
+    let _ = target.kill();
+    let _ = target.wait();
+    let log = agent.stop();
+    eprintln!(
+        "queue at most {highest}, {dropped} dropped as queue_full ({dropped_cpu:.2} CPU s), RSS MiB {rss:?}"
+    );
+    assert!(
+        highest <= 3.0,
+        "the queue held {highest} profiles over its bound of 3"
+    );
+    // ~1 window a second against one delivery every 4 s: most are dropped, and counted.
+    assert!(
+        dropped >= 5.0,
+        "{dropped} dropped as queue_full; log: {log}"
+    );
+    assert!(
+        dropped_cpu > 0.0,
+        "the dropped profiles' CPU time is not counted"
+    );
+    // Memory: the second half of the run no higher than the first half's peak plus a margin
+    // (a backlog kept in memory would grow by a profile a second).
+    let half = rss.len() / 2;
+    let first = rss[..half].iter().copied().fold(0.0, f64::max);
+    let second = rss[half..].iter().copied().fold(0.0, f64::max);
+    assert!(
+        second <= first + 8.0,
+        "RSS grew from {first:.1} MiB to {second:.1} MiB with a bounded queue"
+    );
+}
