@@ -218,6 +218,48 @@ fn check(b: &Build, lock: bool) {
     }
     assert_eq!(busy, 3, "{}", ctx());
     assert_eq!(parked, 7, "{}", ctx());
+    // `--json` carries the same: every parked goroutine's frames and creator, rebuilt from the
+    // JSON fields, are the oracle's lines.
+    let json = serde_json::to_value(&d).unwrap();
+    let opt_off =
+        |v: &serde_json::Value| v.as_u64().map(|o| format!(" +{o:#x}")).unwrap_or_default();
+    for g in json["goroutines"].as_array().expect("goroutines") {
+        let id = g["goid"].as_u64().expect("goid");
+        let Some(want) = oracle.get(&id) else {
+            continue;
+        };
+        if id == caller || matches!(want.status.as_str(), "running" | "runnable") {
+            continue;
+        }
+        assert_eq!(g["status"], want.status.as_str(), "json goroutine {id}");
+        let mut lines = Vec::new();
+        for f in g["frames"].as_array().expect("frames") {
+            lines.push(format!("{}(...)", f["function"].as_str().unwrap()));
+            lines.push(format!(
+                "\t{}:{}{}",
+                f["file"].as_str().unwrap(),
+                f["line"].as_u64().unwrap(),
+                opt_off(&f["offset"])
+            ));
+        }
+        let c = &g["created_by"];
+        if !c.is_null() {
+            let mut l = format!("created by {}", c["function"].as_str().unwrap());
+            if let Some(p) = c["parent_goid"].as_u64() {
+                l.push_str(&format!(" in goroutine {p}"));
+            }
+            lines.push(l);
+            lines.push(format!(
+                "\t{}:{}{}",
+                c["file"].as_str().unwrap(),
+                c["line"].as_u64().unwrap(),
+                opt_off(&c["offset"])
+            ));
+        }
+        let mut want_lines = want.lines.clone();
+        want_lines.retain(|l| !l.is_empty());
+        assert_eq!(lines, want_lines, "json goroutine {id}: {}", ctx());
+    }
     // Labels: exactly the fixture's set, on the goroutine parked in main.inner only.
     let labelled: Vec<_> = d
         .goroutines
