@@ -435,3 +435,56 @@ fn bad_input_is_one_line_errors() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+/// `--subprocesses`: `top --pid SHELL` follows the Go program the shell starts a second later
+/// (a child, not the shell itself), and its hot function leads once it runs.
+#[test]
+fn subprocesses_follows_a_child_the_target_starts() {
+    if !gprof_testkit::require_root() {
+        return;
+    }
+    let Some(version) = common::newest_go() else {
+        return;
+    };
+    let Some(bin) = gprof_testkit::require_ok(
+        gprof_testkit::go::build("hotloop", &version, &["-ldflags=-s -w"], &[]),
+        "building the hotloop fixture",
+    ) else {
+        return;
+    };
+    // `; true`: the shell forks the program instead of exec'ing into it.
+    let script = format!("sleep 1; '{}' cpu 4 >/dev/null; true", bin.display());
+    let shell = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    let mut shell = Target {
+        pid: shell.id(),
+        child: shell,
+    };
+    let out = Command::new(BIN)
+        .args(["top", "--pid", &shell.pid.to_string(), "--subprocesses"])
+        .args(["--interval", "1s", "--by-tag", "pid"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = shell.child.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    let blocks: Vec<&str> = stdout
+        .split("\n\n")
+        .filter(|b| b.starts_with("gprof-bpf top  pid"))
+        .collect();
+    let led: Vec<&str> = blocks
+        .iter()
+        .filter_map(|b| rows(b).first().copied())
+        .filter(|r| row_has(r, "main.hotA"))
+        .collect();
+    assert!(
+        led.len() >= 2,
+        "main.hotA of the child should lead blocks once it runs:\n{stdout}"
+    );
+    // Its samples carry the child's pid, not the shell's.
+    assert!(
+        led.iter().all(|r| !row_has(r, &shell.pid.to_string())),
+        "the hot rows are the shell's own:\n{stdout}"
+    );
+}
