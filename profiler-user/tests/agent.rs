@@ -394,3 +394,66 @@ fn a_process_in_its_own_namespaces_is_profiled_by_its_host_pid() {
     assert!(raw.contains(&format!("pid:[{host_pid}]")), "{raw}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The agent in a container of its own (its own mount namespace, the host's pid namespace, as
+/// a DaemonSet runs it): the target's binary is not at its path there (a tmpfs hides the
+/// directory), and the agent still symbolizes it, through /proc/PID/map_files.
+#[test]
+fn an_agent_in_its_own_mount_namespace_symbolizes_host_processes() {
+    if !gprof_testkit::require_root() {
+        return;
+    }
+    let Some(v) = newest_go() else { return };
+    let Some(bin) = gprof_testkit::require_ok(
+        gprof_testkit::go::build("hotloop", &v, &["-ldflags=-s -w"], &[]),
+        "building the hotloop fixture",
+    ) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("gprof-agent-ctr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = dir.join("server");
+    std::fs::copy(&bin, &server).unwrap();
+    let mut target = std::process::Command::new(&server)
+        .args(["cpu", "30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(target.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let pid: u32 = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
+    // The agent's view: the directory is an empty tmpfs; the check that it is runs in the
+    // same namespace, just before the agent starts.
+    let hide = format!(
+        "mount -t tmpfs tmpfs {d} && test ! -e {d}/server && exec \"$@\"",
+        d = dir.display()
+    );
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &hide,
+        "sh",
+    ];
+    let agent = Agent::start_wrapped(&wrapper, free_port("127.0.0.1"), &["-F", "99"]);
+    let url = format!(
+        "http://{}/debug/pprof/profile?pid={pid}&seconds=3",
+        agent.addr
+    );
+    let raw = pprof(&v, &["-raw", &url]);
+    let log = agent.stop();
+    let _ = target.kill();
+    let _ = target.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        raw.contains("main.hotA"),
+        "not symbolized: {raw}\nagent log: {log}"
+    );
+}
