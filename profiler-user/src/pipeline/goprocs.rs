@@ -46,8 +46,9 @@ pub fn go_proc_info(exe: &ObjectFile, generation: u32) -> Result<GoProcInfo, GoP
         .ok_or(GoProcError::NotGo)?;
     let rel = release(version).ok_or_else(|| GoProcError::BadVersion(version.to_string()))?;
     let layout = layout_for(rel).ok_or_else(|| GoProcError::UnknownRelease(version.to_string()))?;
-    let tls = crate::goruntime::binary::g_tls_offset(exe.data.as_ref())
-        .map_err(|e| GoProcError::TlsSlot(version.to_string(), e.to_string()))
+    let tls = exe
+        .g_tls_offset()
+        .map_err(|e| GoProcError::TlsSlot(version.to_string(), e))
         .and_then(|off| {
             i32::try_from(off)
                 .map_err(|_| GoProcError::TlsSlot(version.to_string(), format!("{off}")))

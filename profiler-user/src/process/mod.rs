@@ -192,9 +192,22 @@ pub struct ObjectFile {
     pub go_error: Option<String>,
     elf_symbols: OnceLock<ElfSymbols<SharedBytes>>,
     dwarf: OnceLock<Option<DwarfSymbols>>,
+    /// The TLS slot of `g` (decoded once per file: every process of the binary shares it).
+    g_tls: OnceLock<Result<i64, String>>,
 }
 
 impl ObjectFile {
+    /// The offset of the `g` slot from the thread pointer (see
+    /// [`crate::goruntime::binary::g_tls_offset`]), found once per file.
+    pub fn g_tls_offset(&self) -> Result<i64, String> {
+        self.g_tls
+            .get_or_init(|| {
+                crate::goruntime::binary::g_tls_offset(self.data.as_ref())
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+
     pub fn open(path: String, file: &Path) -> Result<Self, ObjectError> {
         Self::from_data(path, SharedBytes::open(file)?)
     }
@@ -248,6 +261,7 @@ impl ObjectFile {
             go_error,
             elf_symbols: OnceLock::new(),
             dwarf: OnceLock::new(),
+            g_tls: OnceLock::new(),
         })
     }
 
