@@ -325,12 +325,7 @@ fn a_process_in_its_own_namespaces_is_profiled_by_its_host_pid() {
         return;
     }
     let Some(v) = newest_go() else { return };
-    let Some(bin) = gprof_testkit::require_ok(
-        gprof_testkit::go::build("hotloop", &v, &["-ldflags=-s -w"], &[]),
-        "building the hotloop fixture",
-    ) else {
-        return;
-    };
+    let Some(bin) = hotloop_bin(&v) else { return };
     let dir = std::env::temp_dir().join(format!("gprof-agent-ns-{}", std::process::id()));
     let (src, mnt) = (dir.join("image"), dir.join("app"));
     std::fs::create_dir_all(&src).unwrap();
@@ -404,28 +399,14 @@ fn an_agent_in_its_own_mount_namespace_symbolizes_host_processes() {
         return;
     }
     let Some(v) = newest_go() else { return };
-    let Some(bin) = gprof_testkit::require_ok(
-        gprof_testkit::go::build("hotloop", &v, &["-ldflags=-s -w"], &[]),
-        "building the hotloop fixture",
-    ) else {
-        return;
-    };
+    let Some(bin) = hotloop_bin(&v) else { return };
     let dir = std::env::temp_dir().join(format!("gprof-agent-ctr-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let server = dir.join("server");
     std::fs::copy(&bin, &server).unwrap();
-    let mut target = std::process::Command::new(&server)
-        .args(["cpu", "30"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(target.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let pid: u32 = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
+    let Some((mut target, pid)) = run_hotloop(&server, "cpu", 30) else {
+        panic!("hotloop did not start");
+    };
     // The agent's view: the directory is an empty tmpfs; the check that it is runs in the
     // same namespace, just before the agent starts.
     let hide = format!(

@@ -446,10 +446,7 @@ fn subprocesses_follows_a_child_the_target_starts() {
     let Some(version) = common::newest_go() else {
         return;
     };
-    let Some(bin) = gprof_testkit::require_ok(
-        gprof_testkit::go::build("hotloop", &version, &["-ldflags=-s -w"], &[]),
-        "building the hotloop fixture",
-    ) else {
+    let Some(bin) = common::hotloop_bin(&version) else {
         return;
     };
     // `; true`: the shell forks the program instead of exec'ing into it.

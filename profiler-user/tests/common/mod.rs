@@ -171,10 +171,19 @@ pub fn newest_go() -> Option<String> {
 
 /// A stripped hotloop fixture, running `mode` for `seconds`; its pid.
 pub fn hotloop(version: &str, mode: &str, seconds: u32) -> Option<(Child, u32)> {
-    let bin = gprof_testkit::require_ok(
+    run_hotloop(&hotloop_bin(version)?, mode, seconds)
+}
+
+/// The hotloop fixture built (stripped) with Go `version`.
+pub fn hotloop_bin(version: &str) -> Option<PathBuf> {
+    gprof_testkit::require_ok(
         go::build("hotloop", version, &["-ldflags=-s -w"], &[]),
         "building the hotloop fixture",
-    )?;
+    )
+}
+
+/// Starts a hotloop binary in `mode` for `seconds` and waits for its `ready PID` line.
+pub fn run_hotloop(bin: &Path, mode: &str, seconds: u32) -> Option<(Child, u32)> {
     let mut child = Command::new(bin)
         .args([mode, &seconds.to_string()])
         .stdout(Stdio::piped())
