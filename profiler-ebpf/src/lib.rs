@@ -160,7 +160,10 @@ pub struct GoProcInfo {
 }
 
 /// One label of an interned set: the first `key_len`/`val_len` bytes of `key`/`val` (the
-/// rest is zero).
+/// rest is zero). A length with [`LABEL_UNRESOLVED`] set means the kernel could not read the
+/// string (its page was not resident: reclaimed file pages of the binary's rodata, where
+/// string literals live): the first 8 bytes are then its address in the process, and the
+/// length without the flag is its length, for userspace to read.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct LabelPair {
@@ -186,6 +189,11 @@ pub struct LabelSet {
 pub const LABEL_SET_CUT_LABELS: u32 = 1;
 /// `LabelSet::flags`: a key or value was longer than [`MAX_LABEL_BYTES`] and was cut.
 pub const LABEL_SET_CUT_BYTES: u32 = 2;
+/// `LabelSet::flags`: some strings are addresses to resolve in the sampled process (see
+/// [`LabelPair`]); the set's id then includes the process (addresses are per process).
+pub const LABEL_SET_UNRESOLVED: u32 = 4;
+/// `LabelPair::key_len`/`val_len`: the string is unresolved (see [`LabelPair`]).
+pub const LABEL_UNRESOLVED: u32 = 1 << 31;
 
 /// Event sent to userspace through the ring buffer when the set of sampled images changes.
 #[repr(C)]

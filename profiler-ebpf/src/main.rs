@@ -38,10 +38,11 @@ use aya_ebpf::{
 use profiler_ebpf::{
     CONTROL_SLOTS, Control, EVENT_EXEC, EVENT_EXIT, EVENT_FORK, Frame0Key, Frame0Rule,
     GO_LABELS_MAP, GO_LABELS_SLICE, GoProcInfo, KEY_FLAG_BP_IS_SP, LABEL_SET_CUT_BYTES,
-    LABEL_SET_CUT_LABELS, LabelPair, LabelSet, MAX_COUNT_ENTRIES, MAX_FRAME0_RULES, MAX_GO_PROCS,
-    MAX_KERNEL_STACKS, MAX_LABEL_BYTES, MAX_LABEL_SETS, MAX_LABELS, MAX_LONG_STACKS,
-    MAX_SHORT_STACKS, MAX_TARGETS, MAX_USER_FRAMES, ProcessEvent, SHORT_STACK_FRAMES,
-    STACK_COPY_BYTES, STAT_SLOTS, SampleKey, SampleValue, ShortStack, Stat, TargetInfo, UserStack,
+    LABEL_SET_CUT_LABELS, LABEL_SET_UNRESOLVED, LABEL_UNRESOLVED, LabelPair, LabelSet,
+    MAX_COUNT_ENTRIES, MAX_FRAME0_RULES, MAX_GO_PROCS, MAX_KERNEL_STACKS, MAX_LABEL_BYTES,
+    MAX_LABEL_SETS, MAX_LABELS, MAX_LONG_STACKS, MAX_SHORT_STACKS, MAX_TARGETS, MAX_USER_FRAMES,
+    ProcessEvent, SHORT_STACK_FRAMES, STACK_COPY_BYTES, STAT_SLOTS, SampleKey, SampleValue,
+    ShortStack, Stat, TargetInfo, UserStack,
 };
 
 #[map]
@@ -610,7 +611,7 @@ fn goroutine(tgid: u32, generation: u32, sp: u64, key: &mut GoroutineData) {
     key.goid = goid;
     let repr = info.labels_repr;
     if want_labels && labels != 0 && (repr == GO_LABELS_MAP || repr == GO_LABELS_SLICE) {
-        key.label_set = label_set(repr, labels);
+        key.label_set = label_set(repr, labels, tgid);
     }
 }
 
@@ -697,7 +698,7 @@ const MIN_TOP_HASH: u64 = 5;
 /// to [`MAX_LABELS`] key and value copies. Pair `i` stays at index `i`; an empty map slot is a
 /// pair of length 0 (userspace skips those).
 #[inline(never)]
-fn label_set(repr: u32, labels: u64) -> u32 {
+fn label_set(repr: u32, labels: u64, tgid: u32) -> u32 {
     let (Some(set), Some(work)) = (LABEL_SCRATCH.get_ptr_mut(0), LABEL_WORK.get_ptr_mut(0)) else {
         return 0;
     };
@@ -725,6 +726,10 @@ fn label_set(repr: u32, labels: u64) -> u32 {
     set.len = MAX_LABELS as u32;
     if set.flags != 0 {
         bump(Stat::LabelsCut);
+    }
+    // Addresses mean something in one process only: such a set is that process's own.
+    if set.flags & LABEL_SET_UNRESOLVED != 0 {
+        hash = mix(hash, u64::from(tgid));
     }
     let h = mix(hash, u64::from(set.flags));
     let mut id = (h ^ (h >> 32)) as u32;
@@ -855,18 +860,28 @@ fn copy_pair(i: u32, repr: u32) -> u64 {
     }
     let kl = klen.min(MAX_LABEL_BYTES as u64) as usize;
     let vl = vlen.min(MAX_LABEL_BYTES as u64) as usize;
+    pair.key_len = kl as u32;
+    pair.val_len = vl as u32;
+    // A string that cannot be read here (its page not resident: the perf interrupt cannot
+    // fault it in) is left for userspace: its address instead of its bytes.
     // SAFETY: checked user reads into our scratch.
     if kl > 0 && unsafe { bpf_probe_read_user_buf(kptr as *const u8, &mut pair.key[..kl]) }.is_err()
     {
-        return 0;
+        // SAFETY: key is 8-aligned in the map value and at least 8 bytes long.
+        unsafe { core::ptr::write_volatile(words, kptr) };
+        pair.key_len = kl as u32 | LABEL_UNRESOLVED;
+        set.flags |= LABEL_SET_UNRESOLVED;
     }
     // SAFETY: as above.
     if vl > 0 && unsafe { bpf_probe_read_user_buf(vptr as *const u8, &mut pair.val[..vl]) }.is_err()
     {
-        return 0;
+        let vwords = pair.val.as_mut_ptr() as *mut u64;
+        // SAFETY: val is 8-aligned in the map value and at least 8 bytes long.
+        unsafe { core::ptr::write_volatile(vwords, vptr) };
+        pair.val_len = vl as u32 | LABEL_UNRESOLVED;
+        set.flags |= LABEL_SET_UNRESOLVED;
     }
-    pair.key_len = kl as u32;
-    pair.val_len = vl as u32;
+    let (kl, vl) = (pair.key_len as usize, pair.val_len as usize);
     let mut h = mix(0x8422_2325_cbf2_9ce4, (kl as u64) | ((vl as u64) << 32));
     for w in 0..(2 * MAX_LABEL_BYTES / 8) {
         // SAFETY: as above.

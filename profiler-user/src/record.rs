@@ -347,6 +347,12 @@ pub async fn run_with(
         drops.samples.load(std::sync::atomic::Ordering::Relaxed),
     ));
     lost.push((
+        "pprof label sets unreadable (sample kept without labels)".into(),
+        drops
+            .label_samples
+            .load(std::sync::atomic::Ordering::Relaxed),
+    ));
+    lost.push((
         "user stacks truncated at 192 frames".into(),
         stats[Stat::TruncatedStacks as usize],
     ));

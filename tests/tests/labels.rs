@@ -125,13 +125,15 @@ fn run(version: &str, args: &[&str], env: &[(&str, &str)], map_labels: bool) {
             continue;
         };
         *per_worker.entry(w).or_default() += s.values[0];
-        // The scheduler running on g0 after the goroutine was switched out (runtime.mcall,
-        // m.curg already nil): no goroutine, as in Go's own profiler, which reads the labels
-        // of gp.m.curg too; the frame-pointer walk still reaches the goroutine's frames.
+        // The scheduler running on g0 after the goroutine was switched out (m.curg already
+        // nil; entered through runtime.mcall, or from runtime.morestack when a preempted
+        // goroutine's locked thread parks): no goroutine, as in Go's own profiler, which
+        // reads the labels of gp.m.curg too; the frame-pointer walk still reaches the
+        // goroutine's frames.
         if goroutine_of(s).is_none()
             && stack_names(&profile, s)
                 .iter()
-                .any(|f| f == "runtime.mcall")
+                .any(|f| f == "runtime.mcall" || f == "runtime.schedule")
         {
             *descheduled.entry(w).or_default() += s.values[0];
             assert!(
@@ -142,10 +144,9 @@ fn run(version: &str, args: &[&str], env: &[(&str, &str)], map_labels: bool) {
             continue;
         }
         let got = pprof_labels(s);
-        // KNOWN BUG (docs/labels.md): with Go ≤ 1.23's label maps some samples of a labelled
-        // goroutine come without its labels (and some without its goroutine). Counted and
-        // bounded here, not hidden.
-        if map_labels && got.is_empty() {
+        // Every other sample of a worker carries its goroutine and labels (strings on pages
+        // that were not resident included: see labels_survive_reclaimed_rodata).
+        if got.is_empty() || goroutine_of(s).is_none() {
             *unlabelled.entry(w).or_default() += s.values[0];
             continue;
         }
@@ -192,7 +193,7 @@ fn run(version: &str, args: &[&str], env: &[(&str, &str)], map_labels: bool) {
     }
     eprintln!(
         "{name}: samples per worker {per_worker:?}, in the scheduler (no goroutine) {descheduled:?}, \
-         goroutine without its labels (known bug, map labels) {unlabelled:?}"
+         without goroutine or labels otherwise {unlabelled:?}"
     );
     for w in 1..=4 {
         let n = per_worker.get(&w).copied().unwrap_or(0);
@@ -200,17 +201,21 @@ fn run(version: &str, args: &[&str], env: &[(&str, &str)], map_labels: bool) {
             n >= 20,
             "{name}: too few samples in work{w}: {per_worker:?}"
         );
-        let u = unlabelled.get(&w).copied().unwrap_or(0);
-        assert!(
-            u * 5 <= n,
-            "{name}: {u} of {n} samples of work{w} lack its labels (known bug: ≤ 20 % allowed)"
-        );
         let d = descheduled.get(&w).copied().unwrap_or(0);
         assert!(
             d * 20 <= n,
             "{name}: {d} of {n} samples of work{w} in the scheduler without a goroutine"
         );
     }
+
+    // A sample may lose its goroutine data only to a read the kernel counted as failed.
+    let faults = lost_count(&profile, "goroutine reads failed");
+    let bare: i64 = unlabelled.values().sum();
+    assert!(
+        bare as u64 <= faults,
+        "{name}: {bare} worker samples without goroutine or labels ({unlabelled:?}); the kernel \
+         counted {faults} failed goroutine reads"
+    );
 
     // 2. --tag shares against the fixture's own CPU accounting. The whole is every sample of
     // the four worker goroutines.
@@ -264,6 +269,14 @@ fn run(version: &str, args: &[&str], env: &[(&str, &str)], map_labels: bool) {
             "{name}: --tag {tag} share {ours:.1}% vs go tool pprof -tagfocus {pprof:.1}%"
         );
     }
+}
+
+/// The footer's count of `what` (a loss or a failed read the recording counted).
+fn lost_count(p: &Profile, what: &str) -> u64 {
+    p.stats
+        .as_ref()
+        .and_then(|st| st.lost.iter().find(|(k, _)| k.starts_with(what)))
+        .map_or(0, |(_, n)| *n)
 }
 
 fn stack_names(p: &Profile, s: &Sample) -> Vec<String> {
@@ -388,4 +401,122 @@ fn no_labels_reads_no_goroutine_data() {
         );
     }
     assert!(in_workers >= 100, "{in_workers} samples in the workers");
+}
+
+/// Pages the read-only file mappings of `pid`'s executable out (`process_madvise`
+/// MADV_PAGEOUT): what proactive reclaim (DAMON, cgroup memory.reclaim) does to a binary's cold
+/// rodata on real hosts. Returns how many ranges were paged out.
+fn page_out_rodata(pid: u32) -> u64 {
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+        return 0;
+    };
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return 0;
+    };
+    // SAFETY: plain syscalls on a pid; the iovec points at our own stack value.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+        if pidfd < 0 {
+            return 0;
+        }
+        let mut n = 0;
+        for l in maps.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 6 || !f[1].starts_with("r-") || Path::new(f[5]) != exe {
+                continue;
+            }
+            let (s, e) = f[0].split_once('-').unwrap();
+            let (s, e) = (
+                u64::from_str_radix(s, 16).unwrap(),
+                u64::from_str_radix(e, 16).unwrap(),
+            );
+            let iov = libc::iovec {
+                iov_base: s as *mut libc::c_void,
+                iov_len: (e - s) as usize,
+            };
+            let r = libc::syscall(
+                libc::SYS_process_madvise,
+                pidfd,
+                &iov as *const libc::iovec,
+                1,
+                libc::MADV_PAGEOUT,
+                0,
+            );
+            if r > 0 {
+                n += 1;
+            }
+        }
+        libc::close(pidfd as i32);
+        n
+    }
+}
+
+/// Label strings on pages that are not resident (the binary's rodata reclaimed: the perf
+/// interrupt cannot fault them in) reach the profile anyway: the kernel leaves their
+/// addresses and userspace reads them from the read-only mapping. Seen first as a few
+/// unlabelled samples on a host that ran DAMON's proactive pageout; here every 50 ms.
+#[test]
+fn labels_survive_reclaimed_rodata() {
+    if !tests::require_root() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for v in tests::go::installed(&["1.21.13", "1.27.3"]) {
+        let Some(bin) = tests::require_ok(
+            tests::go::build("labels", v, &[], &[]),
+            "building the labels fixture",
+        ) else {
+            return;
+        };
+        let out = tempfile(&format!("labels-pageout-{v}"));
+        let mut child = std::process::Command::new(&bin)
+            .args([out.to_str().unwrap(), "4"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pager = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += page_out_rodata(pid);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                n
+            })
+        };
+        // Past the fixture's 300 ms start-up pause, into the labelled work.
+        std::thread::sleep(Duration::from_millis(500));
+        let profile = tests::record(RecordOptions {
+            pids: vec![pid],
+            duration: Some(Duration::from_secs(3)),
+            frequency_hz: 999,
+            goroutines: true,
+            ..RecordOptions::default()
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let paged = pager.join().unwrap();
+        let _ = child.wait();
+        let (mut labelled, mut bare) = (0, 0);
+        for s in &profile.samples {
+            if worker_of(&profile, s).is_none() || goroutine_of(s).is_none() {
+                continue;
+            }
+            if pprof_labels(s).is_empty() {
+                bare += s.values[0];
+            } else {
+                labelled += s.values[0];
+            }
+        }
+        let unreadable = lost_count(&profile, "pprof label sets unreadable");
+        eprintln!(
+            "go {v}: {paged} page-outs; worker samples with labels {labelled}, without {bare}; \
+             label sets unreadable {unreadable}"
+        );
+        assert!(paged >= 10, "go {v}: nothing was paged out");
+        assert!(labelled >= 200, "go {v}: {labelled} labelled samples");
+        assert_eq!(bare, 0, "go {v}: worker samples without their labels");
+        assert_eq!(unreadable, 0, "go {v}: label sets unreadable");
+    }
 }

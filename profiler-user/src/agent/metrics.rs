@@ -89,6 +89,12 @@ pub fn render(src: &Sources) -> String {
                 .samples
                 .load(std::sync::atomic::Ordering::Relaxed),
         ),
+        (
+            "labels_unreadable",
+            src.sampler
+                .label_samples
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
     ] {
         let _ = writeln!(o, "gprof_bpf_lost_total{{reason=\"{reason}\"}} {v}");
     }

@@ -132,7 +132,8 @@ pub struct Kernel {
     label_sets: HashMap<MapData, u32, LabelSet>,
     /// Decoded label sets by id (ids are content hashes, so an id always means one set).
     labels: LabelSets,
-    /// Label sets that could not be decoded or were gone from the kernel's LRU.
+    /// Samples whose label set could not be read (gone from the kernel's LRU, not decodable,
+    /// a string unresolvable): kept without labels.
     pub label_errors: u64,
 }
 
@@ -521,7 +522,7 @@ impl Kernel {
 impl Kernel {
     /// Puts the label sets the batch's samples name into it, decoding the new ones.
     fn label_sets_of(&mut self, out: &mut Batch) {
-        for (key, _) in &out.counts {
+        for (key, value) in &out.counts {
             let id = key.label_set;
             if id == 0 || out.label_sets.contains_key(&id) {
                 continue;
@@ -530,17 +531,20 @@ impl Kernel {
                 if self.labels.len() >= MAX_CACHED_LABEL_SETS {
                     self.labels.clear();
                 }
+                let tgid = key.tgid;
                 match self
                     .label_sets
                     .get(&id, 0)
                     .map_err(|e| e.to_string())
-                    .and_then(|set| labels::decode(&set).map_err(|e| e.to_string()))
-                {
+                    .and_then(|set| {
+                        labels::decode_with(&set, &mut |addr, len| read_immutable(tgid, addr, len))
+                            .map_err(|e| e.to_string())
+                    }) {
                     Ok(l) => {
                         self.labels.insert(id, std::sync::Arc::new(l));
                     }
                     Err(e) => {
-                        self.label_errors += 1;
+                        self.label_errors += value.count;
                         log::debug!("label set {id:#x}: {e}");
                         continue;
                     }
@@ -549,6 +553,38 @@ impl Kernel {
             out.label_sets.insert(id, self.labels[&id].clone());
         }
     }
+}
+
+/// `len` bytes at `addr` of process `pid`, if they lie in a read-only file mapping (a
+/// binary's rodata, where Go's string literals are): bytes that cannot have changed since the
+/// kernel saw their address. The kernel leaves such a label string to us when its page was
+/// not resident (reclaimed file pages: the perf interrupt cannot fault them in).
+fn read_immutable(pid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let end = addr.checked_add(len as u64)?;
+    let immutable = maps.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        let (Some(range), Some(perms), _, _, Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return false;
+        };
+        let Some((s, e)) = range.split_once('-') else {
+            return false;
+        };
+        let (Ok(s), Ok(e)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
+            return false;
+        };
+        s <= addr && end <= e && perms.as_bytes().get(1) == Some(&b'-') && inode != "0"
+    });
+    if !immutable {
+        return None;
+    }
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut buf = vec![0u8; len];
+    mem.read_exact_at(&mut buf, addr).ok()?;
+    Some(buf)
 }
 
 /// `UserStack` with a `Default`, for the batch buffers.

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use profiler_ebpf::{
-    LABEL_SET_CUT_BYTES, LABEL_SET_CUT_LABELS, LabelSet, MAX_LABEL_BYTES, MAX_LABELS,
+    LABEL_SET_CUT_BYTES, LABEL_SET_CUT_LABELS, LABEL_UNRESOLVED, LabelSet, MAX_LABEL_BYTES,
+    MAX_LABELS,
 };
 
 /// A goroutine's pprof labels as the kernel saw them, sorted by key.
@@ -37,7 +38,14 @@ pub enum LabelError {
     TooLong(u32),
     #[error("label key is not UTF-8")]
     KeyNotUtf8,
+    /// A string the kernel left as an address could not be read from the process (gone, or
+    /// not in a read-only file mapping, whose bytes cannot have changed since).
+    #[error("label string at {0:#x} unreadable")]
+    Unresolved(u64),
 }
+
+/// Reads `len` bytes at `addr` of the sampled process, for strings the kernel could not.
+pub type Resolve<'a> = &'a mut dyn FnMut(u64, usize) -> Option<Vec<u8>>;
 
 /// The longest valid UTF-8 prefix when `cut` (a cut can split a character), else all of it.
 fn text(bytes: &[u8], cut: bool) -> Option<String> {
@@ -48,28 +56,47 @@ fn text(bytes: &[u8], cut: bool) -> Option<String> {
     }
 }
 
+/// Decodes a set whose strings are all in it (no process to resolve addresses in).
 pub fn decode(set: &LabelSet) -> Result<Labels, LabelError> {
+    decode_with(set, &mut |_, _| None)
+}
+
+/// The bytes of one string of a pair: in the set, or (unresolved) read through `resolve`.
+fn bytes_of(stored: &[u8], len: u32, resolve: Resolve<'_>) -> Result<Vec<u8>, LabelError> {
+    let n = (len & !LABEL_UNRESOLVED) as usize;
+    if n > MAX_LABEL_BYTES {
+        return Err(LabelError::TooLong(n as u32));
+    }
+    if len & LABEL_UNRESOLVED == 0 {
+        return Ok(stored[..n].to_vec());
+    }
+    let addr = u64::from_le_bytes(stored[..8].try_into().expect("8 bytes"));
+    match resolve(addr, n) {
+        Some(b) if b.len() == n => Ok(b),
+        _ => Err(LabelError::Unresolved(addr)),
+    }
+}
+
+/// Decodes a set, reading the strings the kernel left unresolved through `resolve`.
+pub fn decode_with(set: &LabelSet, resolve: Resolve<'_>) -> Result<Labels, LabelError> {
     if set.len as usize > MAX_LABELS {
         return Err(LabelError::TooMany(set.len));
     }
     let cut_bytes = set.flags & LABEL_SET_CUT_BYTES != 0;
     let mut pairs = Vec::with_capacity(set.len as usize);
     for p in &set.pairs[..set.len as usize] {
-        for len in [p.key_len, p.val_len] {
-            if len as usize > MAX_LABEL_BYTES {
-                return Err(LabelError::TooLong(len));
-            }
-        }
-        if p.key_len == 0 {
+        if p.key_len & !LABEL_UNRESOLVED == 0 {
             continue; // an empty slot of a Go ≤ 1.23 label map
         }
-        let key = text(&p.key[..p.key_len as usize], cut_bytes).ok_or(LabelError::KeyNotUtf8)?;
+        let key = bytes_of(&p.key, p.key_len, resolve)?;
+        let val = bytes_of(&p.val, p.val_len, resolve)?;
+        let key = text(&key, cut_bytes).ok_or(LabelError::KeyNotUtf8)?;
         // A value that is not UTF-8 is shown lossily rather than dropping the whole set.
-        let val = String::from_utf8_lossy(&p.val[..p.val_len as usize]).into_owned();
+        let lossy = String::from_utf8_lossy(&val).into_owned();
         let val = if cut_bytes {
-            text(&p.val[..p.val_len as usize], true).unwrap_or(val)
+            text(&val, true).unwrap_or(lossy)
         } else {
-            val
+            lossy
         };
         pairs.push((key, val));
     }
@@ -135,6 +162,27 @@ mod tests {
         assert_eq!(
             decode(&set(&[(b"\xff", b"v")], 0)),
             Err(LabelError::KeyNotUtf8)
+        );
+    }
+
+    #[test]
+    fn unresolved_strings_are_read_through_the_resolver() {
+        let mut s = set(&[(b"", b"v")], profiler_ebpf::LABEL_SET_UNRESOLVED);
+        s.pairs[0].key[..8].copy_from_slice(&0x4a_1000u64.to_le_bytes());
+        s.pairs[0].key_len = 6 | LABEL_UNRESOLVED;
+        let mut asked = Vec::new();
+        let l = decode_with(&s, &mut |addr, len| {
+            asked.push((addr, len));
+            Some(b"worker".to_vec())
+        })
+        .unwrap();
+        assert_eq!(asked, vec![(0x4a_1000, 6)]);
+        assert_eq!(l.pairs, vec![("worker".into(), "v".into())]);
+        // Without a process to read (or a read that fails): an error, never guessed bytes.
+        assert_eq!(decode(&s), Err(LabelError::Unresolved(0x4a_1000)));
+        assert_eq!(
+            decode_with(&s, &mut |_, _| Some(b"short".to_vec())),
+            Err(LabelError::Unresolved(0x4a_1000))
         );
     }
 

@@ -92,6 +92,8 @@ pub struct SamplerDrops {
     pub batches: AtomicU64,
     pub samples: AtomicU64,
     pub events: AtomicU64,
+    /// Samples kept without their pprof labels: the label set could not be read or decoded.
+    pub label_samples: AtomicU64,
 }
 
 /// The running sampler: the receiving end of its channel and the controls.
@@ -343,6 +345,9 @@ impl Worker {
         let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = self.kernel.drain(&mut control)?;
         drop(control);
+        self.drops
+            .label_samples
+            .store(self.kernel.label_errors, Ordering::Relaxed);
         self.seq += 1;
         batch.seq = self.seq;
         Ok(batch)
