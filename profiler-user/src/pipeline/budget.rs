@@ -42,7 +42,10 @@ impl CpuBudget {
             configured_hz,
             min_hz: configured_hz.clamp(1, 2),
             rate,
-            last_cpu: process_cpu_time(),
+            // Set at the first check: start-up (loading the program, the first look at every
+            // process) is not what the rate costs, and counted in, it halved the rate of
+            // every agent in its first window.
+            last_cpu: None,
             last_at: Instant::now(),
             lowered: 0,
         }
@@ -60,9 +63,9 @@ impl CpuBudget {
             return None;
         }
         let cpu = process_cpu_time()?;
-        let used = cpu.saturating_sub(self.last_cpu.unwrap_or(cpu));
-        self.last_cpu = Some(cpu);
+        let last = self.last_cpu.replace(cpu);
         self.last_at = Instant::now();
+        let used = cpu.saturating_sub(last?);
         self.decide(used.as_secs_f64() / span.as_secs_f64())
     }
 
