@@ -52,16 +52,16 @@ with `--subprocesses`; aya no longer parses the kernel's BTF (the object has no 
 What remains in `--all`: symbolizing every sampled library of every process at the end (ELF \
 indexes of large C++ libraries), measured until process exit.\n\n\
 **Attach (~150–190 ms, within goal)** — `Sampler::start`: the verifier checking `sample` is most of it.\n\n\
-**Fleet agent (0.94 % of a core and 70 MiB flat over 30 min; goals 0.2 % and 60 MiB) — missed, \
-first run, on a host loaded by parallel builds.** `gprof-bpf agent` with its defaults under a churn \
-of ~10 new processes a second (18,614 in 30 min). Its CPU budget (1 %) halved the rate down to \
-2 Hz and the agent still used ~0.9 %: at this churn the cost is per process, not per sample \
-(reading /proc at every exec, opening and indexing each new binary, symbolizing its first \
-frames), so lowering the rate cannot meet the budget. Next: measure the exec path alone \
-(`perf record` on the agent during the churn loop), cache per-binary work by build id across \
-processes (the object store of the pipeline issue), and let the budget shed windows when a \
-lower rate does not help. RSS is flat (last third / first third 1.02) but its level is the \
-still-mapped binaries of the churned processes.\n\n\
+**Fleet agent (0.42 % of a core at 19 Hz, 31–34 MiB flat over 10 min; goals 0.2 % and 60 MiB) — \
+CPU still missed, RSS met.** The first 30-minute run (0.94 %, 70 MiB, with the CPU budget \
+having lowered the rate to 2 Hz) blamed per-process work; `perf record -p AGENT` during a churn \
+loop showed instead ~65 % of the agent's CPU in `poll` and `clock_gettime`: the sampler's wait \
+rounded its timeout down to whole milliseconds, so the last fraction of a millisecond before each \
+of the 20 jitter draws and the drain per second was a `poll(0)` spin. Rounded up, the same churn \
+loop went from 1.82 % to 0.38 % of a core (`/proc/PID/stat` over 60 s), and the CPU budget no \
+longer counts start-up (which had halved every agent's rate in its first window). The 10-minute \
+fleet run then kept 19 Hz throughout. What remains is the drain and the jitter ioctls \
+(`PERF_EVENT_IOC_PERIOD` on each CPU is an IPI) and per-process work under churn.\n\n\
 **Slowdown at 999 Hz vs perf — missed on wall time, not on the workload's CPU time.** The \
 workload's own CPU time grows less under gprof-bpf than under perf (+1.7 % vs +2.2 %: the in-kernel \
 cost per sample is now below perf's), but its wall time grows more (+4.6 % vs +2.2 %): the agent's \
