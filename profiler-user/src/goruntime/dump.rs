@@ -9,9 +9,9 @@
 //! are read again after the unwind and a goroutine that changed meanwhile is marked `moved`.
 //!
 //! Speed (10,000 goroutines in well under 100 ms): goroutines are read in batches of
-//! [`BATCH`], each with three `process_vm_readv` calls of many iovecs (the `g`s, their used
+//! `BATCH`, each with three `process_vm_readv` calls of many iovecs (the `g`s, their used
 //! stacks, the `g`s again) instead of three per goroutine, and every return address is
-//! symbolized and formatted once per dump ([`PcInfo`]), shared by the goroutines parked there.
+//! symbolized and formatted once per dump (`PcInfo`), shared by the goroutines parked there.
 //! See docs/goroutines.md.
 
 use super::binary::{self, Allgs};
