@@ -5,15 +5,24 @@
 //! stripped binaries included) → each `g` → its status, wait reason, labels and creator, and
 //! its stack unwound from the saved `g.sched` (or `g.syscallsp/pc` in a system call) with the
 //! SP deltas of gopclntab, the way the runtime's own traceback does. Every frame must stay
-//! inside the goroutine's `[stack.lo, stack.hi)`; status and goid are read again after the
-//! unwind and a goroutine that changed meanwhile is marked `moved`. See docs/goroutines.md.
+//! inside the goroutine's `[stack.lo, stack.hi)`; status, goid and the unwind's starting pc/sp
+//! are read again after the unwind and a goroutine that changed meanwhile is marked `moved`.
+//!
+//! Speed (10,000 goroutines in well under 100 ms): goroutines are read in batches of
+//! `BATCH`, each with three `process_vm_readv` calls of many iovecs (the `g`s, their used
+//! stacks, the `g`s again) instead of three per goroutine, and every return address is
+//! symbolized and formatted once per dump (`PcInfo`), shared by the goroutines parked there.
+//! See docs/goroutines.md.
 
 use super::binary::{self, Allgs};
 use super::layout::{self, LabelsRepr, Layout, status};
 use crate::symbolize::buildinfo;
 use crate::symbolize::gopclntab::{self, GoTable, PcKind};
 use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Write;
+use std::rc::Rc;
 
 /// Why a dump failed.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +175,80 @@ impl Mem {
         self.read(addr, &mut v)?;
         Ok(v)
     }
+
+    /// Reads every `(addr, len)` of `reqs` into consecutive parts of `buf` (resized to their
+    /// total) with as few system calls as possible (up to 1024 ranges per
+    /// `process_vm_readv`); `ok[i]` says whether range `i` was read whole, as [`Mem::read`]
+    /// of it alone would.
+    fn read_many(
+        &self,
+        reqs: &[(u64, usize)],
+        buf: &mut Vec<u8>,
+        ok: &mut Vec<bool>,
+    ) -> Result<(), Error> {
+        const IOV_MAX: usize = 1024;
+        let total = reqs.iter().map(|r| r.1).sum();
+        buf.clear();
+        buf.resize(total, 0);
+        ok.clear();
+        ok.resize(reqs.len(), false);
+        let mut offs = Vec::with_capacity(reqs.len());
+        let mut o = 0;
+        for r in reqs {
+            offs.push(o);
+            o += r.1;
+        }
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        while i < reqs.len() {
+            let j = (i + IOV_MAX).min(reqs.len());
+            local.clear();
+            remote.clear();
+            for k in i..j {
+                let (addr, len) = reqs[k];
+                local.push(libc::iovec {
+                    // SAFETY: offs[k] + len ≤ buf.len() by construction.
+                    iov_base: unsafe { buf.as_mut_ptr().add(offs[k]) }.cast(),
+                    iov_len: len,
+                });
+                remote.push(libc::iovec {
+                    iov_base: addr as *mut libc::c_void,
+                    iov_len: len,
+                });
+            }
+            // SAFETY: every local iovec covers a distinct part of `buf`, which we own
+            // mutably; the remote side is only read by the kernel.
+            let n = unsafe {
+                libc::process_vm_readv(
+                    self.pid,
+                    local.as_ptr(),
+                    local.len() as libc::c_ulong,
+                    remote.as_ptr(),
+                    remote.len() as libc::c_ulong,
+                    0,
+                )
+            };
+            if n < 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+                    return Err(Error::Exited(self.pid));
+                }
+                // Nothing was read: the first range failed.
+                i += 1;
+                continue;
+            }
+            // The kernel copies the ranges in order and stops at the first it cannot read
+            // whole: those before it are complete, it failed, the next call goes on after it.
+            let mut left = n as usize;
+            let mut k = i;
+            while k < j && left >= reqs[k].1 {
+                left -= reqs[k].1;
+                ok[k] = true;
+                k += 1;
+            }
+            i = if k == j { j } else { k + 1 };
+        }
+        Ok(())
+    }
 }
 
 fn proc_err(pid: i32, what: &'static str) -> impl Fn(std::io::Error) -> Error {
@@ -303,12 +386,42 @@ impl Drop for Stopped {
     }
 }
 
+/// One return address (or the leaf pc of a stopped thread), symbolized once per dump:
+/// goroutines parked in the same places share most of their PCs.
+struct PcInfo {
+    /// Raw name of the physical function and whether the unwind ends there
+    /// (`runtime.goexit` or a top frame); `None` when `pc` is not in a Go function.
+    func: Option<(String, bool)>,
+    /// SP delta at `pc`.
+    sp_delta: Option<i32>,
+    /// Its logical frames, innermost first, without the runtime internals Go hides (unless
+    /// `system`).
+    frames: Vec<Frame>,
+    /// `frames` as [`write_text`] prints them.
+    text: Vec<u8>,
+}
+
+/// `created by` of one `gopc`, but the creator's goroutine id.
+#[derive(Clone)]
+struct Creator {
+    function: String,
+    file: String,
+    line: u32,
+    offset: Option<u64>,
+}
+
 /// Everything needed to read one process's goroutines.
 struct Target<'d> {
     mem: Mem,
     layout: &'static Layout,
     table: GoTable<&'d [u8]>,
     bias: u64,
+    /// Keep the runtime's own frames (`GOTRACEBACK=system`).
+    system: bool,
+    /// Per-dump caches, by runtime address: return PCs, `gopc`s, `startpc`s.
+    pcs: RefCell<HashMap<u64, Rc<PcInfo>>>,
+    creators: RefCell<HashMap<u64, Option<Creator>>>,
+    starts: RefCell<HashMap<u64, bool>>,
 }
 
 /// The fields of one `g` we use.
@@ -331,11 +444,30 @@ struct G {
     labels: u64,
 }
 
+impl G {
+    /// Where the unwind of a goroutine that is not running starts: as the runtime's
+    /// traceback, one in (or entering) a system call resumes from its syscall pc/sp.
+    fn resume(&self) -> (u64, u64) {
+        if self.syscallsp != 0 {
+            (self.syscallpc, self.syscallsp)
+        } else {
+            (self.sched_pc, self.sched_sp)
+        }
+    }
+}
+
 /// Most bytes of a goroutine stack read at once.
 const MAX_STACK_READ: u64 = 256 << 10;
 
 /// Bytes of a `g` we read: every field we use is below 400 in the table.
 const G_READ: usize = 512;
+
+/// Goroutines read per batch: their `g`s in one system call, then their stacks, then their
+/// `g`s again to see which changed. Small, so that each goroutine's reads stay close in time.
+const BATCH: usize = 128;
+
+/// Most stack bytes read by one system call.
+const BATCH_STACK_BYTES: usize = 4 << 20;
 
 fn field(b: &[u8], off: u32) -> u64 {
     let o = off as usize;
@@ -344,27 +476,67 @@ fn field(b: &[u8], off: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// How one goroutine's frames are found.
+#[derive(Clone, Copy)]
+enum How {
+    /// From its saved `(pc, sp)`.
+    Unwind(u64, u64),
+    /// Running: only its thread's registers say where it is.
+    Running,
+    /// Its stack is being copied.
+    CopyStack,
+}
+
+/// A goroutine of the current batch, between its reads.
+struct Pending {
+    gaddr: u64,
+    g: G,
+    st: u32,
+    system: bool,
+    how: How,
+    pcs: Vec<Rc<PcInfo>>,
+    note: Option<String>,
+}
+
+/// One goroutine as read: its frames are shared with the other goroutines at the same PCs.
+struct Read {
+    /// Everything but `frames`.
+    g: Goroutine,
+    pcs: Vec<Rc<PcInfo>>,
+}
+
+impl Read {
+    fn into_goroutine(self) -> Goroutine {
+        let mut g = self.g;
+        g.frames = self
+            .pcs
+            .iter()
+            .flat_map(|p| p.frames.iter().cloned())
+            .collect();
+        g
+    }
+}
+
 impl Target<'_> {
-    fn read_g(&self, addr: u64) -> Result<G, Error> {
-        let b = self.mem.bytes(addr, G_READ)?;
+    fn parse_g(&self, b: &[u8]) -> G {
         let l = self.layout;
-        Ok(G {
-            stack_lo: field(&b, l.g_stack_lo),
-            stack_hi: field(&b, l.g_stack_hi),
-            m: field(&b, l.g_m),
-            sched_sp: field(&b, l.g_sched_sp),
-            sched_pc: field(&b, l.g_sched_pc),
-            syscallsp: field(&b, l.g_syscallsp),
-            syscallpc: field(&b, l.g_syscallpc),
-            status: field(&b, l.g_atomicstatus) as u32,
-            goid: field(&b, l.g_goid),
-            waitsince: field(&b, l.g_waitsince) as i64,
-            waitreason: field(&b, l.g_waitreason) as u8,
-            parent_goid: l.g_parent_goid.map(|o| field(&b, o)),
-            gopc: field(&b, l.g_gopc),
-            startpc: field(&b, l.g_startpc),
-            labels: field(&b, l.g_labels),
-        })
+        G {
+            stack_lo: field(b, l.g_stack_lo),
+            stack_hi: field(b, l.g_stack_hi),
+            m: field(b, l.g_m),
+            sched_sp: field(b, l.g_sched_sp),
+            sched_pc: field(b, l.g_sched_pc),
+            syscallsp: field(b, l.g_syscallsp),
+            syscallpc: field(b, l.g_syscallpc),
+            status: field(b, l.g_atomicstatus) as u32,
+            goid: field(b, l.g_goid),
+            waitsince: field(b, l.g_waitsince) as i64,
+            waitreason: field(b, l.g_waitreason) as u8,
+            parent_goid: l.g_parent_goid.map(|o| field(b, o)),
+            gopc: field(b, l.g_gopc),
+            startpc: field(b, l.g_startpc),
+            labels: field(b, l.g_labels),
+        }
     }
 
     /// Logical frames at runtime address `pc` (a return address unless `leaf`).
@@ -398,24 +570,59 @@ impl Target<'_> {
         physical
     }
 
-    /// Unwinds from `(pc, sp)` with gopclntab SP deltas, keeping every frame inside
-    /// `[lo, hi)`. Returns the frames (innermost first) and why it stopped early, if it did.
-    fn unwind(&self, mut pc: u64, mut sp: u64, lo: u64, hi: u64) -> (Vec<Frame>, Option<String>) {
-        let mut out = Vec::new();
-        let mut leaf = false;
-        // The used part of the stack in one read (one snapshot, one system call); words
-        // outside it are read one by one.
-        let sp0 = sp;
-        let stack = if (lo..hi).contains(&sp) {
-            self.mem
-                .bytes(sp, (hi - sp).min(MAX_STACK_READ) as usize)
-                .unwrap_or_default()
-        } else {
-            Vec::new()
+    /// What the unwinder needs at `pc`, from the cache for return addresses.
+    fn pc_info(&self, pc: u64, leaf: bool) -> Rc<PcInfo> {
+        if !leaf && let Some(i) = self.pcs.borrow().get(&pc) {
+            return i.clone();
+        }
+        let link = pc.wrapping_sub(self.bias);
+        let func = match self.table.func_at(link) {
+            Ok(Some(f)) => Some((
+                f.name.to_string(),
+                f.name == "runtime.goexit" || f.flags.top_frame(),
+            )),
+            _ => None,
         };
+        let mut frames = Vec::new();
+        self.symbolize(pc, leaf, &mut frames);
+        if !self.system {
+            frames.retain(|f| shown(&f.function));
+        }
+        let mut text = Vec::new();
+        for f in &frames {
+            let _ = write_frame(f, &mut text);
+        }
+        let info = Rc::new(PcInfo {
+            func,
+            sp_delta: self.table.sp_delta(link).ok().flatten(),
+            frames,
+            text,
+        });
+        if !leaf {
+            self.pcs.borrow_mut().insert(pc, info.clone());
+        }
+        info
+    }
+
+    /// Unwinds from `(pc, sp)` with gopclntab SP deltas, keeping every frame inside
+    /// `[lo, hi)`. `stack` holds the memory from `sp0` (the used part of the stack, read at
+    /// once); words outside it are read one by one. Returns the frames (innermost first) and
+    /// why it stopped early, if it did.
+    fn unwind(
+        &self,
+        mut pc: u64,
+        mut sp: u64,
+        lo: u64,
+        hi: u64,
+        stack: &[u8],
+        sp0: u64,
+    ) -> (Vec<Rc<PcInfo>>, Option<String>) {
+        let mut out = Vec::new();
         let word = |a: u64| -> Result<u64, Error> {
-            match a.checked_sub(sp0).map(|o| o as usize) {
-                Some(o) if o + 8 <= stack.len() => Ok(field(&stack, o as u32)),
+            match a.checked_sub(sp0).and_then(|o| usize::try_from(o).ok()) {
+                Some(o) if o.checked_add(8).is_some_and(|e| e <= stack.len()) => Ok(
+                    u64::from_le_bytes(stack[o..o + 8].try_into().unwrap_or([0; 8])),
+                ),
                 _ => self.mem.u64(a),
             }
         };
@@ -426,20 +633,16 @@ impl Target<'_> {
                     Some(format!("sp {sp:#x} outside the stack [{lo:#x}, {hi:#x})")),
                 );
             }
-            let link = pc.wrapping_sub(self.bias);
-            let info = match self.table.func_at(link) {
-                Ok(Some(f)) => f,
-                _ => {
-                    return (out, Some(format!("pc {pc:#x} is not in a Go function")));
-                }
+            let info = self.pc_info(pc, false);
+            let Some((name, stop)) = &info.func else {
+                return (out, Some(format!("pc {pc:#x} is not in a Go function")));
             };
-            let (name, top) = (info.name.to_string(), info.flags.top_frame());
-            if name == "runtime.goexit" || top {
+            if *stop {
                 break;
             }
-            self.symbolize(pc, leaf, &mut out);
-            leaf = false;
-            let Ok(Some(delta)) = self.table.sp_delta(link) else {
+            let delta = info.sp_delta;
+            out.push(info.clone());
+            let Some(delta) = delta else {
                 return (out, Some(format!("no SP delta for {name}")));
             };
             // The frame's return address sits just above its locals.
@@ -459,6 +662,37 @@ impl Target<'_> {
         (out, None)
     }
 
+    /// Unwind of a stopped running goroutine: the innermost pc is exact, not a return
+    /// address.
+    fn unwind_leaf(&self, pc: u64, sp: u64, lo: u64, hi: u64) -> (Vec<Rc<PcInfo>>, Option<String>) {
+        let first = self.pc_info(pc, true);
+        let delta = first.sp_delta;
+        let mut out = vec![first];
+        let Some(delta) = delta else {
+            return (out, Some("no SP delta at the thread's pc".into()));
+        };
+        let fp = sp.wrapping_add(delta as u64).wrapping_add(8);
+        if !(lo..hi).contains(&fp.wrapping_sub(8)) {
+            return (
+                out,
+                Some("the thread's sp is outside the goroutine stack".into()),
+            );
+        }
+        let Ok(ret) = self.mem.u64(fp.wrapping_sub(8)) else {
+            return (out, Some("unreadable return address".into()));
+        };
+        let stack = if (lo..hi).contains(&fp) {
+            self.mem
+                .bytes(fp, (hi - fp).min(MAX_STACK_READ) as usize)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let (rest, cut) = self.unwind(ret, fp, lo, hi, &stack, fp);
+        out.extend(rest);
+        (out, cut)
+    }
+
     fn labels(&self, ptr: u64) -> Result<Vec<(String, String)>, Error> {
         const MAX: u64 = 64;
         let mut out = Vec::new();
@@ -473,15 +707,45 @@ impl Target<'_> {
         };
         match self.layout.labels {
             LabelsRepr::Slice => {
-                let (arr, len) = (self.mem.u64(ptr)?, self.mem.u64(ptr + 8)?);
-                for i in 0..len.min(MAX) {
-                    let e = self
-                        .mem
-                        .bytes(arr + i * u64::from(layout::LABEL_SIZE), 32)?;
-                    out.push((
-                        string(field(&e, 0), field(&e, 8))?,
-                        string(field(&e, 16), field(&e, 24))?,
-                    ));
+                // The slice header, its entries and their strings: three system calls.
+                let hdr = self.mem.bytes(ptr, 16)?;
+                let (arr, len) = (field(&hdr, 0), field(&hdr, 8));
+                let n = len.min(MAX) as usize;
+                if n == 0 {
+                    return Ok(out);
+                }
+                let size = layout::LABEL_SIZE as usize;
+                let es = self.mem.bytes(arr, (n - 1) * size + 32)?;
+                let mut reqs = Vec::with_capacity(2 * n);
+                for i in 0..n {
+                    let e = &es[i * size..i * size + 32];
+                    for (p, l) in [(0, 8), (16, 24)] {
+                        let len = field(e, l);
+                        reqs.push((field(e, p), if len > 4096 { 0 } else { len as usize }));
+                    }
+                }
+                let (mut buf, mut ok) = (Vec::new(), Vec::new());
+                self.mem.read_many(&reqs, &mut buf, &mut ok)?;
+                if let Some(i) = ok.iter().position(|&o| !o) {
+                    return Err(Error::Read {
+                        pid: self.mem.pid,
+                        addr: reqs[i].0,
+                        err: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short read"),
+                    });
+                }
+                let mut at = 0;
+                let mut strs = reqs.iter().enumerate().map(|(i, &(_, l))| {
+                    let e = &es[(i / 2) * size..(i / 2) * size + 32];
+                    let s = if field(e, if i % 2 == 0 { 8 } else { 24 }) > 4096 {
+                        String::from("<too long>")
+                    } else {
+                        String::from_utf8_lossy(&buf[at..at + l]).into_owned()
+                    };
+                    at += l;
+                    s
+                });
+                while let (Some(k), Some(v)) = (strs.next(), strs.next()) {
+                    out.push((k, v));
                 }
             }
             LabelsRepr::Map => {
@@ -526,30 +790,53 @@ impl Target<'_> {
     }
 
     fn is_system(&self, startpc: u64) -> bool {
-        match self.table.func_at(startpc.wrapping_sub(self.bias)) {
+        if let Some(&s) = self.starts.borrow().get(&startpc) {
+            return s;
+        }
+        let s = match self.table.func_at(startpc.wrapping_sub(self.bias)) {
             Ok(Some(f)) => f.name.starts_with("runtime.") && f.name != "runtime.main",
             _ => false,
-        }
+        };
+        self.starts.borrow_mut().insert(startpc, s);
+        s
     }
 
     fn created_by(&self, g: &G) -> Option<CreatedBy> {
         if g.gopc == 0 || g.goid == 1 {
             return None;
         }
+        let cached = self.creators.borrow().get(&g.gopc).cloned();
+        let c = match cached {
+            Some(c) => c,
+            None => {
+                let c = self.creator(g.gopc);
+                self.creators.borrow_mut().insert(g.gopc, c.clone());
+                c
+            }
+        }?;
+        Some(CreatedBy {
+            function: c.function,
+            file: c.file,
+            line: c.line,
+            offset: c.offset,
+            parent_goid: g.parent_goid.filter(|&p| p != 0),
+        })
+    }
+
+    fn creator(&self, gopc: u64) -> Option<Creator> {
         let mut frames = Vec::new();
-        let physical = self.symbolize(g.gopc, false, &mut frames)?;
+        let physical = self.symbolize(gopc, false, &mut frames)?;
         if !shown(&physical) {
             return None;
         }
         let inner = frames.first()?;
-        let link = g.gopc.wrapping_sub(self.bias);
+        let link = gopc.wrapping_sub(self.bias);
         let entry = self.table.func_at(link).ok()??.entry;
-        Some(CreatedBy {
+        Some(Creator {
             function: physical,
             file: inner.file.clone(),
             line: inner.line,
             offset: (link > entry).then(|| link - entry),
-            parent_goid: g.parent_goid.filter(|&p| p != 0),
         })
     }
 }
@@ -578,6 +865,17 @@ fn nanotime() -> i64 {
 
 /// Reads every goroutine of process `pid`.
 pub fn dump(pid: i32, opts: Options) -> Result<Dump, Error> {
+    let (go_version, reads) = read_all(pid, opts)?;
+    Ok(Dump {
+        pid,
+        go_version,
+        locked: opts.lock,
+        goroutines: reads.into_iter().map(Read::into_goroutine).collect(),
+    })
+}
+
+/// [`dump`] with each goroutine's frames still shared: the Go version and the goroutines.
+fn read_all(pid: i32, opts: Options) -> Result<(String, Vec<Read>), Error> {
     let elf = std::fs::read(format!("/proc/{pid}/exe")).map_err(proc_err(pid, "exe"))?;
     let bi = buildinfo::read(&elf)?;
     let go_version = bi.go_version.ok_or(Error::NoVersion)?;
@@ -596,6 +894,10 @@ pub fn dump(pid: i32, opts: Options) -> Result<Dump, Error> {
         layout,
         table,
         bias,
+        system: opts.system,
+        pcs: RefCell::default(),
+        creators: RefCell::default(),
+        starts: RefCell::default(),
     };
     let hdr = t.mem.bytes(allgs.wrapping_add(bias), 16)?;
     let (arr, len) = (field(&hdr, 0), field(&hdr, 8));
@@ -603,91 +905,158 @@ pub fn dump(pid: i32, opts: Options) -> Result<Dump, Error> {
         return Err(Error::BadAllgs(len));
     }
     let ptrs = t.mem.bytes(arr, len as usize * 8)?;
+    let gaddrs: Vec<u64> = ptrs
+        .chunks_exact(8)
+        .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+        .filter(|&a| a != 0)
+        .collect();
     let now = nanotime();
-    let mut goroutines = Vec::new();
-    for w in ptrs.chunks_exact(8) {
-        let gaddr = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
-        if gaddr == 0 {
-            continue;
+    let mut goroutines = Vec::with_capacity(gaddrs.len());
+    let (mut buf, mut ok, mut reqs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pending: Vec<Pending> = Vec::with_capacity(BATCH);
+    for batch in gaddrs.chunks(BATCH) {
+        // 1. The batch's `g`s, in one system call.
+        reqs.clear();
+        reqs.extend(batch.iter().map(|&a| (a, G_READ)));
+        t.mem.read_many(&reqs, &mut buf, &mut ok)?;
+        pending.clear();
+        for (i, &gaddr) in batch.iter().enumerate() {
+            if !ok[i] {
+                continue;
+            }
+            let g = t.parse_g(&buf[i * G_READ..(i + 1) * G_READ]);
+            let st = g.status & !status::SCAN;
+            if matches!(st, status::DEAD | status::IDLE | status::DEADEXTRA) {
+                continue;
+            }
+            let system = t.is_system(g.startpc);
+            if system && !opts.system {
+                continue;
+            }
+            let how = match st {
+                status::RUNNING => How::Running,
+                status::COPYSTACK => How::CopyStack,
+                _ => {
+                    let (pc, sp) = g.resume();
+                    How::Unwind(pc, sp)
+                }
+            };
+            pending.push(Pending {
+                gaddr,
+                g,
+                st,
+                system,
+                how,
+                pcs: Vec::new(),
+                note: None,
+            });
         }
-        let g = match t.read_g(gaddr) {
-            Ok(g) => g,
-            Err(Error::Exited(p)) => return Err(Error::Exited(p)),
-            Err(_) => continue,
-        };
-        let st = g.status & !status::SCAN;
-        if matches!(st, status::DEAD | status::IDLE | status::DEADEXTRA) {
-            continue;
-        }
-        let system = t.is_system(g.startpc);
-        if system && !opts.system {
-            continue;
-        }
-        let mut note = None;
-        let (frames, cut) = match st {
-            status::RUNNING => {
-                // g.sched is stale: only the thread's registers say where it is.
-                let regs = stopped.as_ref().and_then(|s| {
-                    let procid = t.mem.u64(g.m + u64::from(layout.m_procid)).ok()?;
-                    s.regs(procid as i32)
-                });
-                match regs {
-                    Some((rip, rsp, _)) => t.unwind_leaf(rip, rsp, g.stack_lo, g.stack_hi),
-                    None => {
-                        note = Some("goroutine running on other thread; stack unavailable".into());
+        // 2. Their stacks: the used part of each (one snapshot), a few MiB per system call.
+        let mut i = 0;
+        while i < pending.len() {
+            reqs.clear();
+            let (mut j, mut bytes) = (i, 0);
+            while j < pending.len() && (j == i || bytes < BATCH_STACK_BYTES) {
+                let p = &pending[j];
+                let (lo, hi) = (p.g.stack_lo, p.g.stack_hi);
+                let len = match p.how {
+                    How::Unwind(_, sp) if (lo..hi).contains(&sp) => {
+                        (hi - sp).min(MAX_STACK_READ) as usize
+                    }
+                    _ => 0,
+                };
+                let sp = if let How::Unwind(_, sp) = p.how {
+                    sp
+                } else {
+                    0
+                };
+                reqs.push((sp, len));
+                bytes += len;
+                j += 1;
+            }
+            t.mem.read_many(&reqs, &mut buf, &mut ok)?;
+            let mut at = 0;
+            for (k, p) in pending[i..j].iter_mut().enumerate() {
+                let (sp0, len) = reqs[k];
+                let stack = if ok[k] { &buf[at..at + len] } else { &[][..] };
+                at += len;
+                let (lo, hi) = (p.g.stack_lo, p.g.stack_hi);
+                let (pcs, cut) = match p.how {
+                    How::Running => {
+                        let regs = stopped.as_ref().and_then(|s| {
+                            let procid = t.mem.u64(p.g.m + u64::from(layout.m_procid)).ok()?;
+                            s.regs(procid as i32)
+                        });
+                        match regs {
+                            Some((rip, rsp, _)) => t.unwind_leaf(rip, rsp, lo, hi),
+                            None => {
+                                p.note = Some(
+                                    "goroutine running on other thread; stack unavailable".into(),
+                                );
+                                (Vec::new(), None)
+                            }
+                        }
+                    }
+                    How::CopyStack => {
+                        p.note = Some("stack being copied; unavailable".into());
                         (Vec::new(), None)
                     }
+                    How::Unwind(pc, sp) => t.unwind(pc, sp, lo, hi, stack, sp0),
+                };
+                p.pcs = pcs;
+                if p.note.is_none() {
+                    p.note = cut;
                 }
             }
-            status::COPYSTACK => {
-                note = Some("stack being copied; unavailable".into());
-                (Vec::new(), None)
-            }
-            // As the runtime's traceback: a goroutine in (or entering) a system call
-            // resumes from its syscall pc/sp.
-            _ if g.syscallsp != 0 => t.unwind(g.syscallpc, g.syscallsp, g.stack_lo, g.stack_hi),
-            _ => t.unwind(g.sched_pc, g.sched_sp, g.stack_lo, g.stack_hi),
-        };
-        let frames: Vec<Frame> = if opts.system {
-            frames
-        } else {
-            frames.into_iter().filter(|f| shown(&f.function)).collect()
-        };
-        if note.is_none() {
-            note = cut;
+            i = j;
         }
-        let status_text = match st {
-            status::WAITING | status::LEAKED if g.waitreason != 0 => {
-                layout::wait_reason(version, g.waitreason)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("wait reason {}", g.waitreason))
-            }
-            _ => layout::status_string(version, st).to_string(),
-        };
-        let wait_minutes = (matches!(st, status::WAITING | status::SYSCALL) && g.waitsince != 0)
-            .then(|| (now - g.waitsince) / 60_000_000_000)
-            .filter(|&m| m >= 1);
-        let labels = t.labels(g.labels).unwrap_or_default();
-        let created_by = t.created_by(&g);
-        // Read again: a goroutine that ran meanwhile has other frames than we read.
-        let moved = match t.read_g(gaddr) {
-            Ok(again) => again.goid != g.goid || again.status != g.status,
-            Err(Error::Exited(p)) => return Err(Error::Exited(p)),
-            Err(_) => true,
-        };
-        goroutines.push(Goroutine {
-            goid: g.goid,
-            status_code: st,
-            status: status_text,
-            scan: g.status & status::SCAN != 0,
-            wait_minutes,
-            labels,
-            frames,
-            created_by,
-            system,
-            moved,
-            note,
-        });
+        // 3. Labels and creators; then the `g`s again: a goroutine that ran meanwhile has
+        // other frames than we read.
+        let labels: Vec<_> = pending
+            .iter()
+            .map(|p| t.labels(p.g.labels).unwrap_or_default())
+            .collect();
+        reqs.clear();
+        reqs.extend(pending.iter().map(|p| (p.gaddr, G_READ)));
+        t.mem.read_many(&reqs, &mut buf, &mut ok)?;
+        for ((k, p), labels) in pending.drain(..).enumerate().zip(labels) {
+            let g = p.g;
+            let moved = !ok[k] || {
+                let again = t.parse_g(&buf[k * G_READ..(k + 1) * G_READ]);
+                again.goid != g.goid
+                    || again.status != g.status
+                    || matches!(p.how, How::Unwind(pc, sp) if again.resume() != (pc, sp))
+            };
+            let st = p.st;
+            let status_text = match st {
+                status::WAITING | status::LEAKED if g.waitreason != 0 => {
+                    layout::wait_reason(version, g.waitreason)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("wait reason {}", g.waitreason))
+                }
+                _ => layout::status_string(version, st).to_string(),
+            };
+            let wait_minutes = (matches!(st, status::WAITING | status::SYSCALL)
+                && g.waitsince != 0)
+                .then(|| (now - g.waitsince) / 60_000_000_000)
+                .filter(|&m| m >= 1);
+            goroutines.push(Read {
+                g: Goroutine {
+                    goid: g.goid,
+                    status_code: st,
+                    status: status_text,
+                    scan: g.status & status::SCAN != 0,
+                    wait_minutes,
+                    labels,
+                    frames: Vec::new(),
+                    created_by: t.created_by(&g),
+                    system: p.system,
+                    moved,
+                    note: p.note,
+                },
+                pcs: p.pcs,
+            });
+        }
     }
     // The process may have exited after our last read: say so rather than print a partial
     // picture of a process that is gone.
@@ -695,101 +1064,102 @@ pub fn dump(pid: i32, opts: Options) -> Result<Dump, Error> {
         return Err(Error::Exited(pid));
     }
     drop(stopped);
-    Ok(Dump {
-        pid,
-        go_version,
-        locked: opts.lock,
-        goroutines,
-    })
+    Ok((go_version, goroutines))
 }
 
-impl Target<'_> {
-    /// Unwind of a stopped running goroutine: the innermost pc is exact, not a return
-    /// address.
-    fn unwind_leaf(&self, pc: u64, sp: u64, lo: u64, hi: u64) -> (Vec<Frame>, Option<String>) {
-        let mut first = Vec::new();
-        self.symbolize(pc, true, &mut first);
-        let link = pc.wrapping_sub(self.bias);
-        let Ok(Some(delta)) = self.table.sp_delta(link) else {
-            return (first, Some("no SP delta at the thread's pc".into()));
-        };
-        let fp = sp.wrapping_add(delta as u64).wrapping_add(8);
-        if !(lo..hi).contains(&fp.wrapping_sub(8)) {
-            return (
-                first,
-                Some("the thread's sp is outside the goroutine stack".into()),
-            );
-        }
-        let Ok(ret) = self.mem.u64(fp.wrapping_sub(8)) else {
-            return (first, Some("unreadable return address".into()));
-        };
-        let (rest, cut) = self.unwind(ret, fp, lo, hi);
-        first.extend(rest);
-        (first, cut)
+/// A goroutine's first line (and the note on its stack, if any).
+fn write_head(g: &Goroutine, first: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    if !first {
+        writeln!(out)?;
     }
+    write!(out, "goroutine {} [{}", g.goid, g.status)?;
+    if g.scan {
+        write!(out, " (scan)")?;
+    }
+    if let Some(m) = g.wait_minutes {
+        write!(out, ", {m} minutes")?;
+    }
+    write!(out, "]:")?;
+    if !g.labels.is_empty() {
+        let l: Vec<String> = g
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k:?}: {v:?}"))
+            .collect();
+        write!(out, " {{{}}}", l.join(", "))?;
+    }
+    if g.moved {
+        write!(out, " (changed while read)")?;
+    }
+    writeln!(out)?;
+    if let Some(n) = &g.note {
+        writeln!(out, "\t{n}")?;
+    }
+    Ok(())
+}
+
+fn write_frame(f: &Frame, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "{}(...)", f.function)?;
+    match f.offset {
+        Some(o) => writeln!(out, "\t{}:{} +{o:#x}", f.file, f.line),
+        None => writeln!(out, "\t{}:{}", f.file, f.line),
+    }
+}
+
+fn write_created_by(g: &Goroutine, out: &mut dyn Write) -> std::io::Result<()> {
+    if let Some(c) = &g.created_by {
+        write!(out, "created by {}", c.function)?;
+        if let Some(p) = c.parent_goid {
+            write!(out, " in goroutine {p}")?;
+        }
+        writeln!(out)?;
+        match c.offset {
+            Some(o) => writeln!(out, "\t{}:{} +{o:#x}", c.file, c.line)?,
+            None => writeln!(out, "\t{}:{}", c.file, c.line)?,
+        }
+    }
+    Ok(())
 }
 
 /// Writes `d` as Go's own traceback (`runtime.Stack(buf, true)`) prints goroutines.
 pub fn write_text(d: &Dump, out: &mut dyn Write) -> std::io::Result<()> {
     for (i, g) in d.goroutines.iter().enumerate() {
-        if i > 0 {
-            writeln!(out)?;
-        }
-        write!(out, "goroutine {} [{}", g.goid, g.status)?;
-        if g.scan {
-            write!(out, " (scan)")?;
-        }
-        if let Some(m) = g.wait_minutes {
-            write!(out, ", {m} minutes")?;
-        }
-        write!(out, "]:")?;
-        if !g.labels.is_empty() {
-            let l: Vec<String> = g
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k:?}: {v:?}"))
-                .collect();
-            write!(out, " {{{}}}", l.join(", "))?;
-        }
-        if g.moved {
-            write!(out, " (changed while read)")?;
-        }
-        writeln!(out)?;
-        if let Some(n) = &g.note {
-            writeln!(out, "\t{n}")?;
-        }
+        write_head(g, i == 0, out)?;
         for f in &g.frames {
-            writeln!(out, "{}(...)", f.function)?;
-            match f.offset {
-                Some(o) => writeln!(out, "\t{}:{} +{o:#x}", f.file, f.line)?,
-                None => writeln!(out, "\t{}:{}", f.file, f.line)?,
-            }
+            write_frame(f, out)?;
         }
-        if let Some(c) = &g.created_by {
-            write!(out, "created by {}", c.function)?;
-            if let Some(p) = c.parent_goid {
-                write!(out, " in goroutine {p}")?;
-            }
-            writeln!(out)?;
-            match c.offset {
-                Some(o) => writeln!(out, "\t{}:{} +{o:#x}", c.file, c.line)?,
-                None => writeln!(out, "\t{}:{}", c.file, c.line)?,
-            }
+        write_created_by(g, out)?;
+    }
+    Ok(())
+}
+
+/// [`write_text`] of goroutines as read: each PC's frames were formatted once.
+fn write_reads(reads: &[Read], out: &mut dyn Write) -> std::io::Result<()> {
+    for (i, r) in reads.iter().enumerate() {
+        write_head(&r.g, i == 0, out)?;
+        for p in &r.pcs {
+            out.write_all(&p.text)?;
         }
+        write_created_by(&r.g, out)?;
     }
     Ok(())
 }
 
 /// `gprof-bpf dump`: reads process `pid` and prints its goroutines to stdout.
 pub fn run(pid: i32, json: bool, lock: bool, system: bool) -> anyhow::Result<()> {
-    let d = dump(pid, Options { lock, system })?;
+    let opts = Options { lock, system };
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     if json {
+        let d = dump(pid, opts)?;
         serde_json::to_writer_pretty(&mut out, &d)?;
         writeln!(out)?;
+        // The process exits next: freeing every frame string one by one is wasted time.
+        std::mem::forget(d);
     } else {
-        write_text(&d, &mut out)?;
+        let (_, reads) = read_all(pid, opts)?;
+        write_reads(&reads, &mut out)?;
+        std::mem::forget(reads);
     }
     out.flush()?;
     Ok(())
