@@ -219,23 +219,9 @@ fn goroutine_cost(env: &Env, depth: usize) -> Result<(Vec<f64>, Vec<Row>)> {
             [false, true]
         };
         for read in order {
-            let row = if read {
-                measure(
-                    env,
-                    format!("`spin` DEPTH {depth}, 3 labels, `--goroutines`"),
-                    &pid,
-                    &["--goroutines"],
-                    "main.pad",
-                )?
-            } else {
-                measure(
-                    env,
-                    format!("`spin` DEPTH {depth}, 3 labels, `--no-labels`"),
-                    &pid,
-                    &["--no-labels"],
-                    "main.pad",
-                )?
-            };
+            let flag = if read { "--goroutines" } else { "--no-labels" };
+            let what = format!("`spin` DEPTH {depth}, 3 labels, `{flag}`");
+            let row = measure(env, what, &pid, &[flag], "main.pad")?;
             let m = summarize(&row.windows).median;
             if read {
                 with = Some(m);
